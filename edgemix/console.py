@@ -1,0 +1,271 @@
+"""The console engine: N channel strips, aux buses, the FX reverb, the master bus.
+
+The engine API is small and boring (DESIGN.md contract 2)::
+
+    c = Console(sample_rate_hz=48000, block_size=64, n_channels=16, n_aux=2)
+    c.warmup()                   # compile every kernel before a stream opens
+    out = c.process(block)       # (frames, n_channels) float32 -> (frames, 2) float32
+    c.reset()                    # clear audio state, keep parameters
+
+One block is one Numba call (``_console_block``): guard, every strip, the automixer, the
+buses, the reverb, the master fader, the limiter and the meters.  Nothing in it allocates.
+
+Threads: ``process`` belongs to the audio thread.  ``set_channel``/``set_master``/``stage``
+may be called from any other thread: they build a new parameter pair and publish it with a
+single reference assignment (atomic under the GIL); the audio thread copies the newest pair
+into its own arrays at the start of its next block and never waits (latest wins).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgemix import params as P
+from edgemix.dsp._jit import kernel
+from edgemix.dsp.strip import (TICK, StripState, guard_input, strips_post_fader,
+                               strips_pre_fader, D_METER_MS, D_PEAK, D_YG, D_YL)
+from edgemix.params import MS
+
+#: Largest block a console may be built for (frames); larger calls are split internally.
+MAX_BLOCK = 8192
+MAX_CHANNELS = 256
+
+
+@kernel
+def _master_gain_target(m):
+    db = m[MS.master_fader_db]
+    return 0.0 if db <= P.OFF_DB else 10.0 ** (db / 20.0)
+
+
+@kernel
+def _master_out(bus, out, n_frames, clock, m, m_prev, mstate, a_gain):
+    """Master fader (smoothed per sample; a change takes effect at the block's first tick)
+    and the interleave to ``(frames, 2)`` output."""
+    first_tick = (TICK - clock % TICK) % TICK
+    g = mstate[0]
+    t = _master_gain_target(m_prev)
+    t_new = _master_gain_target(m)
+    for n in range(n_frames):
+        if n == first_tick:
+            t = t_new
+        g += a_gain * (t - g)
+        out[n, 0] = bus[0, n] * g
+        out[n, 1] = bus[1, n] * g
+    mstate[0] = g
+
+
+@kernel
+def _console_block(x, out, n_frames, clock, guard, p, m, m_prev, work, bus, aux, n_aux,
+                   cur, gain, gain_t, gain_prev, coef, z, dyn, k, col_class, col_band, col_log,
+                   col_alpha, gain_alpha, meter_k, mstate, a_master, fs_hz):
+    guard_input(x, work, guard)
+    t0 = clock[0]
+    strips_pre_fader(work, n_frames, t0, p, cur, gain, gain_t, gain_prev, coef, z, dyn, k,
+                     col_class, col_band, col_log, col_alpha, gain_alpha, meter_k, fs_hz, n_aux)
+    for n in range(n_frames):
+        bus[0, n] = 0.0
+        bus[1, n] = 0.0
+        for a in range(n_aux):
+            aux[a, n] = 0.0
+    strips_post_fader(work, n_frames, t0, gain, gain_t, gain_prev, gain_alpha, bus, aux, n_aux)
+    _master_out(bus, out, n_frames, t0, m, m_prev, mstate, a_master)
+    m_prev[:] = m
+    clock[0] = t0 + n_frames
+
+
+@dataclass(frozen=True)
+class Meters:
+    """A snapshot of the console's meters (dB values; -inf for silence)."""
+
+    channel_peak_db: np.ndarray
+    channel_rms_db: np.ndarray
+    channel_gain_reduction_db: np.ndarray
+
+
+def _db(x, power=False):
+    with np.errstate(divide="ignore"):
+        return (10.0 if power else 20.0) * np.log10(np.maximum(x, 0.0))
+
+
+class Console:
+    """A mixing console: ``n_channels`` strips, ``n_aux`` aux buses (aux 1 feeds the
+    reverb), a master bus; built for one sample rate and a maximum block size."""
+
+    def __init__(self, sample_rate_hz: float = 48000, block_size: int = 64,
+                 n_channels: int = 8, n_aux: int = 2):
+        if not (8000 <= float(sample_rate_hz) <= 384000):
+            raise ValueError(f"sample rate {sample_rate_hz} Hz: use 8000 .. 384000")
+        if not (1 <= int(block_size) <= MAX_BLOCK) or int(block_size) != block_size:
+            raise ValueError(f"block size {block_size}: use a whole number 1 .. {MAX_BLOCK}")
+        if not (1 <= int(n_channels) <= MAX_CHANNELS) or int(n_channels) != n_channels:
+            raise ValueError(f"{n_channels} channels: use 1 .. {MAX_CHANNELS}")
+        if not (1 <= int(n_aux) <= P.MAX_AUX) or int(n_aux) != n_aux:
+            raise ValueError(f"{n_aux} aux buses: use 1 .. {P.MAX_AUX}")
+        self.sample_rate_hz = float(sample_rate_hz)
+        self.block_size = int(block_size)
+        self.n_channels = int(n_channels)
+        self.n_aux = int(n_aux)
+        fs, b, c = self.sample_rate_hz, self.block_size, self.n_channels
+
+        self._p = P.channel_defaults(c)
+        self._m = P.master_defaults()
+        self._m_prev = self._m.copy()
+        self._staged = (self._p.copy(), self._m.copy())
+        self._applied = self._staged
+        self._strip = StripState.allocate(c, fs)
+        self._work = np.zeros((c, b), np.float32)
+        self._bus = np.zeros((2, b), np.float32)
+        self._aux = np.zeros((self.n_aux, b), np.float32)
+        self._clock = np.zeros(1, np.int64)
+        self._guard = np.zeros(1, np.int64)
+        self._mstate = np.zeros(1)
+        self._a_master = 1.0 - math.exp(
+            -1000.0 / (P.MASTER_SPECS["master_fader_db"].smoothing_ms * fs))
+        self.reset()
+
+    # ---- audio thread -------------------------------------------------------------------
+    def process(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Mix one block: ``(frames, n_channels)`` float32 in, ``(frames, 2)`` float32 out.
+
+        Audio thread.  With ``out`` given (preallocated float32 ``(frames, 2)``) and a
+        float32 C-contiguous input, nothing is allocated.  Any number of frames is accepted;
+        more than ``block_size`` are processed in ``block_size`` pieces.
+        """
+        x = block
+        if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous):
+            x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.n_channels:
+            raise ValueError(f"block of shape {x.shape}: expected (frames, {self.n_channels})")
+        frames = x.shape[0]
+        if out is None:
+            out = np.empty((frames, 2), np.float32)
+        elif out.shape != (frames, 2) or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a C-contiguous float32 array of shape ({frames}, 2)")
+        staged = self._staged
+        if staged is not self._applied:  # latest-wins pickup; copying never allocates
+            np.copyto(self._p, staged[0])
+            np.copyto(self._m, staged[1])
+            self._strip.targets_changed()
+            self._applied = staged
+        if frames <= self.block_size:
+            self._run(x, out, frames)
+        else:
+            for start in range(0, frames, self.block_size):
+                n = min(self.block_size, frames - start)
+                self._run(x[start:start + n], out[start:start + n], n)
+        return out
+
+    def _run(self, x, out, n):
+        s = self._strip
+        _console_block(x, out, n, self._clock, self._guard, self._p, self._m, self._m_prev,
+                       self._work, self._bus, self._aux, self.n_aux, s.cur, s.gain, s.gain_t,
+                       s.gain_prev, s.coef, s.z, s.dyn, s.k, s.col_class, s.col_band,
+                       s.col_log, s.col_alpha, s.gain_alpha, s.meter_k, self._mstate,
+                       self._a_master, self.sample_rate_hz)
+
+    def reset(self) -> None:
+        """Clear every audio state (filters, dynamics, reverb, meters, clock); keep parameters.
+
+        Call it when no block is being processed (the audio thread, or a stopped stream).
+        """
+        self._strip.reset()
+        self._clock[0] = 0
+        self._mstate[0] = _master_gain_target(self._m)
+        self._m_prev[:] = self._m
+
+    def warmup(self) -> None:
+        """Compile (or load from Numba's cache) every kernel, then restore a clean state."""
+        staged = self._staged
+        self.process(np.zeros((self.block_size, self.n_channels), np.float32),
+                     out=np.empty((self.block_size, 2), np.float32))
+        self.reset()
+        self._staged = staged
+
+    # ---- any other thread ---------------------------------------------------------------
+    def stage(self, channel_params: np.ndarray, master_params: np.ndarray | None = None) -> None:
+        """Publish whole parameter arrays (latest wins).  Values are clipped to the schema.
+
+        ``channel_params`` is ``(n_channels, params.N_CH)`` in units; ``master_params``
+        ``(params.N_MS,)`` or None to keep the current ones.  Control thread.
+        """
+        cp = np.array(channel_params, dtype=np.float64)
+        if cp.shape != (self.n_channels, P.N_CH):
+            raise ValueError(f"channel parameters of shape {cp.shape}: expected "
+                             f"({self.n_channels}, {P.N_CH})")
+        mp = self._staged[1] if master_params is None else np.array(master_params, np.float64)
+        if mp.shape != (P.N_MS,):
+            raise ValueError(f"master parameters of shape {mp.shape}: expected ({P.N_MS},)")
+        if not (np.isfinite(cp).all() and np.isfinite(mp).all()):
+            raise ValueError("parameters must be finite numbers")
+        for j, spec in enumerate(P.CHANNEL_PARAMS):
+            cp[:, j] = spec.clip(cp[:, j])
+        mp = np.array([spec.clip(mp[j]) for j, spec in enumerate(P.MASTER_PARAMS)])
+        self._staged = (cp, mp)
+
+    def set_channel(self, channel: int, name: str, value: float) -> None:
+        """Set one channel parameter by name (validated; smoothed on the audio side)."""
+        if not 0 <= int(channel) < self.n_channels:
+            raise ValueError(f"channel {channel}: use 0 .. {self.n_channels - 1}")
+        if name not in P.CHANNEL_SPECS:
+            P.lookup(name)  # raises with close matches
+            raise ValueError(f"{name} is a master parameter: use set_master")
+        v = P.CHANNEL_SPECS[name].check(value)
+        cp, mp = self._staged
+        cp = cp.copy()
+        cp[int(channel), getattr(P.CH, name)] = v
+        self._staged = (cp, mp)
+
+    def set_master(self, name: str, value: float) -> None:
+        """Set one master/bus parameter by name (validated)."""
+        if name not in P.MASTER_SPECS:
+            P.lookup(name)
+            raise ValueError(f"{name} is a channel parameter: use set_channel")
+        v = P.MASTER_SPECS[name].check(value)
+        cp, mp = self._staged
+        mp = mp.copy()
+        mp[getattr(MS, name)] = v
+        self._staged = (cp, mp)
+
+    @property
+    def channel_params(self) -> np.ndarray:
+        """The newest channel parameter targets (a copy), ``(n_channels, N_CH)``."""
+        return self._staged[0].copy()
+
+    @property
+    def master_params(self) -> np.ndarray:
+        return self._staged[1].copy()
+
+    def get(self, channel: int, name: str) -> float:
+        return float(self._staged[0][channel, getattr(P.CH, name)])
+
+    # ---- read-outs ----------------------------------------------------------------------
+    @property
+    def latency_frames(self) -> int:
+        """Frames between an input sample and its effect at the output."""
+        return 0
+
+    @property
+    def aux_out(self) -> np.ndarray:
+        """The last block's aux buses, ``(n_aux, block_size)`` float32 (a live view)."""
+        return self._aux
+
+    @property
+    def guard_count(self) -> int:
+        """Input samples replaced so far because they were NaN, Inf or absurdly large."""
+        return int(self._guard[0])
+
+    @property
+    def sample_clock(self) -> int:
+        """Frames processed since construction or the last reset."""
+        return int(self._clock[0])
+
+    @property
+    def meters(self) -> Meters:
+        d = self._strip.dyn
+        return Meters(
+            channel_peak_db=_db(d[:, D_PEAK]),
+            channel_rms_db=_db(d[:, D_METER_MS], power=True),
+            channel_gain_reduction_db=d[:, D_YL] - d[:, D_YG],
+        )
