@@ -23,9 +23,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgemix import params as P
+from edgemix.dsp import loudness as L
+from edgemix.dsp import meters as M
 from edgemix.dsp._jit import kernel
+from edgemix.dsp.automixer import AutomixState, _automix_block, automix_idle, automix_skip
+from edgemix.dsp.limiter import S_GAIN, LimiterState, _limiter_run
+from edgemix.dsp.reverb import ReverbState, _reverb_block
 from edgemix.dsp.strip import (TICK, StripState, guard_input, strips_post_fader,
                                strips_pre_fader, D_METER_MS, D_PEAK, D_YG, D_YL)
+from edgemix.dsp.truepeak import TP_MAX, _truepeak_run, interpolator_for_rate, make_state
 from edgemix.params import MS
 
 #: Largest block a console may be built for (frames); larger calls are split internally.
@@ -40,9 +46,9 @@ def _master_gain_target(m):
 
 
 @kernel
-def _master_out(bus, out, n_frames, clock, m, m_prev, mstate, a_gain):
-    """Master fader (smoothed per sample; a change takes effect at the block's first tick)
-    and the interleave to ``(frames, 2)`` output."""
+def _master_fader(bus, n_frames, clock, m, m_prev, mstate, a_gain):
+    """Master fader in place on the bus, smoothed per sample; a change takes effect at the
+    block's first tick, like every channel parameter."""
     first_tick = (TICK - clock % TICK) % TICK
     g = mstate[0]
     t = _master_gain_target(m_prev)
@@ -51,27 +57,54 @@ def _master_out(bus, out, n_frames, clock, m, m_prev, mstate, a_gain):
         if n == first_tick:
             t = t_new
         g += a_gain * (t - g)
-        out[n, 0] = bus[0, n] * g
-        out[n, 1] = bus[1, n] * g
+        bus[0, n] *= g
+        bus[1, n] *= g
+    if abs(g - t) <= 1e-9 * t + 1e-25:  # arrived: snap (and never drift into denormals)
+        g = t
     mstate[0] = g
 
 
 @kernel
 def _console_block(x, out, n_frames, clock, guard, p, m, m_prev, work, bus, aux, n_aux,
                    cur, gain, gain_t, gain_prev, coef, z, dyn, k, col_class, col_band, col_log,
-                   col_alpha, gain_alpha, meter_k, mstate, a_master, fs_hz):
+                   col_alpha, gain_alpha, meter_k, am_ch, am_ctl, am_gains_db,
+                   rv_lines, rv_pre, rv_ap, rv_y, rv_scratch, rv_coef, rv_delays, rv_ap_delays,
+                   rv_ap_gains, rv_mix, rv_ctl, mstate, a_master,
+                   lm_s, lm_delay, lm_hist, lm_coef, lm_mcoef, lm_box, lm_wedge,
+                   tp_st, tp_coef, tp_raw, ld_coef, ld_weights, ld_hop, ld_state, ld_chan,
+                   ld_hist, pk_decay, pk_hold, pk_state, corr_a, corr_state, fs_hz):
+    """One block of the whole console; every array is preallocated by ``Console``."""
     guard_input(x, work, guard)
     t0 = clock[0]
     strips_pre_fader(work, n_frames, t0, p, cur, gain, gain_t, gain_prev, coef, z, dyn, k,
                      col_class, col_band, col_log, col_alpha, gain_alpha, meter_k, fs_hz, n_aux)
+    if automix_idle(p, am_ch):
+        automix_skip(am_ctl, n_frames)
+    else:
+        _automix_block(work, n_frames, p, m, am_ch, am_ctl, am_gains_db)
     for n in range(n_frames):
         bus[0, n] = 0.0
         bus[1, n] = 0.0
         for a in range(n_aux):
             aux[a, n] = 0.0
     strips_post_fader(work, n_frames, t0, gain, gain_t, gain_prev, gain_alpha, bus, aux, n_aux)
-    _master_out(bus, out, n_frames, t0, m, m_prev, mstate, a_master)
-    m_prev[:] = m
+    # FX bus: aux 1 feeds the reverb, whose stereo return joins the mix bus
+    _reverb_block(aux[0:1], bus, n_frames, m, rv_lines, rv_pre, rv_ap, rv_y, rv_scratch,
+                  rv_coef, rv_delays, rv_ap_delays, rv_ap_gains, rv_mix, rv_ctl)
+    _master_fader(bus, n_frames, t0, m, m_prev, mstate, a_master)
+    _limiter_run(bus, n_frames, m[MS.limiter_on], m[MS.limiter_ceiling_dbtp],
+                 m[MS.limiter_release_ms], fs_hz, lm_s, lm_delay, lm_hist, lm_coef, lm_mcoef,
+                 lm_box, lm_wedge)
+    master = bus[:, :n_frames]
+    _truepeak_run(master, n_frames, tp_st, tp_coef, tp_raw)
+    L.loudness_process(master, ld_coef, ld_weights, ld_hop, ld_state, ld_chan, ld_hist)
+    M.peak_process(master, pk_decay, pk_hold, pk_state)
+    M.correlation_process(master, corr_a, corr_state)
+    for n in range(n_frames):
+        out[n, 0] = bus[0, n]
+        out[n, 1] = bus[1, n]
+    for i in range(m.shape[0]):
+        m_prev[i] = m[i]
     clock[0] = t0 + n_frames
 
 
@@ -79,9 +112,24 @@ def _console_block(x, out, n_frames, clock, guard, p, m, m_prev, work, bus, aux,
 class Meters:
     """A snapshot of the console's meters (dB values; -inf for silence)."""
 
-    channel_peak_db: np.ndarray
-    channel_rms_db: np.ndarray
-    channel_gain_reduction_db: np.ndarray
+    channel_peak_db: np.ndarray            # pre-fader sample peak (IEC 60268-18 return)
+    channel_rms_db: np.ndarray             # pre-fader RMS (300 ms)
+    channel_gain_reduction_db: np.ndarray  # compressor + gate, >= 0
+    automix_gain_db: np.ndarray            # gain-sharing gain per channel (0 = unity)
+    peak_dbfs: tuple                       # master sample peak (L, R), held and falling
+    true_peak_dbtp: float                  # master true peak, max since reset (BS.1770-4)
+    momentary_lufs: float                  # BS.1770-4 / EBU Tech 3341 M (400 ms)
+    short_term_lufs: float                 # S (3 s)
+    integrated_lufs: float                 # gated I since reset
+    loudness_range_lu: float               # EBU Tech 3342 LRA
+    correlation: float                     # stereo correlation -1 .. +1
+    limiter_gain_reduction_db: float       # now, >= 0
+
+    def as_dict(self) -> dict:
+        d = {}
+        for k, v in self.__dict__.items():
+            d[k] = v.tolist() if isinstance(v, np.ndarray) else (list(v) if isinstance(v, tuple) else v)
+        return d
 
 
 def _db(x, power=False):
@@ -121,6 +169,18 @@ class Console:
         self._clock = np.zeros(1, np.int64)
         self._guard = np.zeros(1, np.int64)
         self._mstate = np.zeros(1)
+        self._automix = AutomixState.allocate(c, fs)
+        self._automix_gains_db = np.zeros(c)
+        self._reverb = ReverbState.allocate(fs)
+        self._limiter = LimiterState.allocate(fs)
+        self._tp_coef, self._tp_raw = interpolator_for_rate(fs)
+        self._tp = make_state(2, self._tp_coef.shape[0])
+        self._loud = L.make_loudness_state(fs, 2)
+        self._peak = M.make_peak_state(2)
+        self._pk_decay = M.peak_decay_per_sample(M.DEFAULT_PEAK_DECAY_DB_PER_S, fs)
+        self._pk_hold = float(M.hold_frames_for(M.DEFAULT_PEAK_HOLD_MS, fs))
+        self._corr = M.make_correlation_state()
+        self._corr_a = M.one_pole_coefficient(M.DEFAULT_CORRELATION_TIME_CONSTANT_MS, fs)
         self._a_master = 1.0 - math.exp(
             -1000.0 / (P.MASTER_SPECS["master_fader_db"].smoothing_ms * fs))
         self.reset()
@@ -158,12 +218,18 @@ class Console:
         return out
 
     def _run(self, x, out, n):
-        s = self._strip
+        s, rv, lm, ld = self._strip, self._reverb, self._limiter, self._loud
         _console_block(x, out, n, self._clock, self._guard, self._p, self._m, self._m_prev,
                        self._work, self._bus, self._aux, self.n_aux, s.cur, s.gain, s.gain_t,
                        s.gain_prev, s.coef, s.z, s.dyn, s.k, s.col_class, s.col_band,
-                       s.col_log, s.col_alpha, s.gain_alpha, s.meter_k, self._mstate,
-                       self._a_master, self.sample_rate_hz)
+                       s.col_log, s.col_alpha, s.gain_alpha, s.meter_k, self._automix.ch,
+                       self._automix.ctl, self._automix_gains_db, rv.lines, rv.pre, rv.ap,
+                       rv.y, rv.scratch, rv.coef, rv.delays, rv.ap_delays, rv.ap_gains, rv.mix,
+                       rv.ctl, self._mstate, self._a_master, lm.s, lm.delay, lm.hist, lm.coef,
+                       lm.mcoef, lm.box, lm.wedge, self._tp, self._tp_coef, self._tp_raw,
+                       ld.coef, ld.weights, ld.hop_frames, ld.state, ld.chan_state, ld.hist,
+                       self._pk_decay, self._pk_hold, self._peak, self._corr_a, self._corr,
+                       self.sample_rate_hz)
 
     def reset(self) -> None:
         """Clear every audio state (filters, dynamics, reverb, meters, clock); keep parameters.
@@ -171,6 +237,14 @@ class Console:
         Call it when no block is being processed (the audio thread, or a stopped stream).
         """
         self._strip.reset()
+        self._automix.reset()
+        self._automix_gains_db[:] = 0.0
+        self._reverb.reset()
+        self._limiter.reset()
+        self._tp[:] = 0.0
+        L.reset_loudness_state(self._loud.state, self._loud.chan_state, self._loud.hist)
+        self._peak[:] = 0.0
+        self._corr[:] = 0.0
         self._clock[0] = 0
         self._mstate[0] = _master_gain_target(self._m)
         self._m_prev[:] = self._m
@@ -243,8 +317,9 @@ class Console:
     # ---- read-outs ----------------------------------------------------------------------
     @property
     def latency_frames(self) -> int:
-        """Frames between an input sample and its effect at the output."""
-        return 0
+        """Frames from an input sample to the output: the limiter's lookahead (constant,
+        in or out of circuit, so toggling the limiter never shifts time)."""
+        return self._limiter.latency_frames
 
     @property
     def aux_out(self) -> np.ndarray:
@@ -264,8 +339,18 @@ class Console:
     @property
     def meters(self) -> Meters:
         d = self._strip.dyn
+        st = self._loud.state
         return Meters(
             channel_peak_db=_db(d[:, D_PEAK]),
             channel_rms_db=_db(d[:, D_METER_MS], power=True),
             channel_gain_reduction_db=d[:, D_YL] - d[:, D_YG],
+            automix_gain_db=self._automix_gains_db.copy(),
+            peak_dbfs=tuple(float(v) for v in _db(self._peak[:, M.PEAK_LEVEL])),
+            true_peak_dbtp=float(_db(self._tp[:, TP_MAX].max())),
+            momentary_lufs=float(st[L.IDX_MOMENTARY_LUFS]),
+            short_term_lufs=float(st[L.IDX_SHORT_TERM_LUFS]),
+            integrated_lufs=float(st[L.IDX_INTEGRATED_LUFS]),
+            loudness_range_lu=float(st[L.IDX_LRA_LU]),
+            correlation=float(self._corr[M.CORR_R]),
+            limiter_gain_reduction_db=float(-_db(self._limiter.s[S_GAIN])),
         )

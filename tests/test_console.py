@@ -52,7 +52,8 @@ def test_console_equals_slow_reference_strips():
         for k, v in s.items():
             c.set_channel(ch, k, v)
     x = _signal(6000, n_ch)
-    y = c.process(x)
+    lat = c.latency_frames  # the limiter's lookahead delays the output, in or out of circuit
+    y = c.process(x)[lat:]
     left = np.zeros(len(x))
     right = np.zeros(len(x))
     for ch in range(n_ch):
@@ -61,6 +62,7 @@ def test_console_equals_slow_reference_strips():
         l, r, _ = strip(x[:, ch].astype(np.float64), FS, p)
         left += l
         right += r
+    left, right = left[:len(y)], right[:len(y)]
     # the console carries float32 between its passes: compare at float32 resolution
     np.testing.assert_allclose(y[:, 0], left, atol=2e-5 * max(1, np.abs(left).max()))
     np.testing.assert_allclose(y[:, 1], right, atol=2e-5 * max(1, np.abs(right).max()))
@@ -197,7 +199,7 @@ def test_fader_moves_are_smoothed_not_jumps():
     x = np.full((int(0.3 * FS), 1), 0.5, np.float32)
     c.process(x[:480])
     c.set_channel(0, "fader_db", P.OFF_DB)
-    y = c.process(x)[:, 0]
+    y = c.process(x)[c.latency_frames:, 0]
     steps = np.abs(np.diff(y))
     assert steps.max() < 0.5 * 0.01  # no step bigger than 1 % of the signal per sample
     # 20 ms time constant: down by 1/e after ~960 samples, below -70 dB after 300 ms
@@ -290,3 +292,84 @@ def test_staged_parameters_are_picked_up_latest_wins():
     b[0, P.CH.hpf_hz] = 1e6
     c.stage(b)
     assert c.channel_params[0, P.CH.hpf_hz] == P.CHANNEL_SPECS["hpf_hz"].max
+
+
+def _speech_like(n, seed):
+    """Noise bursts at syllable rate: a talker."""
+    rng = np.random.default_rng(seed)
+    env = (np.sin(2 * np.pi * 4.0 * np.arange(n) / FS) > 0).astype(np.float64)
+    return rng.standard_normal(n) * 0.2 * env
+
+
+def test_gain_sharing_through_the_console():
+    c = Console(FS, 256, 3, 1)
+    for ch in range(3):
+        c.set_channel(ch, "automix_on", 1)
+    n = int(3 * FS)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((n, 3)) * 1e-3  # room noise on every mic
+    x[:, 1] += _speech_like(n, 5)           # one talker on mic 2
+    c.process(x.astype(np.float32))
+    g = c.meters.automix_gain_db
+    assert abs(g[1]) < 0.5 and g[0] < -15 and g[2] < -15
+
+
+def test_reverb_return_through_the_fx_bus():
+    c = Console(FS, 256, 1, 1)
+    c.set_channel(0, "hpf_on", 0)  # no 20 Hz ringing in the dry path: only the room remains
+    c.set_channel(0, "aux1_send_db", 0.0)
+    c.set_master("reverb_decay_s", 1.0)
+    x = np.zeros((int(1.0 * FS), 1), np.float32)
+    x[:2400, 0] = np.random.default_rng(0).standard_normal(2400) * 0.3
+    y = c.process(x)
+    lat = c.latency_frames
+    tail = y[lat + 2400 + int(0.1 * FS):lat + 2400 + int(0.3 * FS)]
+    assert np.sqrt(np.mean(tail ** 2)) > 1e-3            # the room rings on ...
+    assert abs(np.corrcoef(tail[:, 0], tail[:, 1])[0, 1]) < 0.5  # ... in stereo
+    c.set_master("reverb_return_db", P.OFF_DB)
+    c.reset()
+    y = c.process(x)
+    assert np.abs(y[lat + 2400 + 2400:]).max() < 1e-6     # return off: dry signal only
+
+
+def test_limiter_holds_the_true_peak_ceiling_through_the_console():
+    from scipy.signal import resample_poly
+    c = Console(FS, 64, 2, 1)
+    c.set_master("limiter_ceiling_dbtp", -1.0)
+    for ch in range(2):
+        c.set_channel(ch, "trim_db", 18.0)
+    t = np.arange(int(1.0 * FS)) / FS
+    x = np.stack([np.sign(np.sin(2 * np.pi * 997 * t)),
+                  np.sin(2 * np.pi * FS / 4 * t + np.pi / 4)], 1).astype(np.float32) * 0.5
+    y = c.process(x).astype(np.float64)
+    tp = 20 * np.log10(np.abs(resample_poly(y, 8, 1, axis=0)).max())
+    assert tp <= -1.0 + 1e-3
+    assert c.meters.true_peak_dbtp <= -1.0 + 1e-3
+    assert c.meters.limiter_gain_reduction_db > 6.0
+
+
+def test_master_loudness_meters_agree_with_pyloudnorm():
+    pyln = pytest.importorskip("pyloudnorm")
+    c = Console(FS, 512, 2, 1)
+    c.set_master("limiter_on", 0)
+    x = _signal(int(6 * FS), 2, seed=9) * 0.3
+    y = c.process(x)
+    integrated = pyln.Meter(int(FS)).integrated_loudness(y[c.latency_frames:].astype(np.float64))
+    assert abs(c.meters.integrated_lufs - integrated) < 0.1
+    assert np.isfinite(c.meters.momentary_lufs) and np.isfinite(c.meters.short_term_lufs)
+    assert -1.0 <= c.meters.correlation <= 1.0
+
+
+@pytest.mark.parametrize("block", [1, 64])
+def test_block_size_invariance_with_automixer_reverb_and_limiter(block):
+    def run(step):
+        c = Console(FS, 256, 3, 1)
+        for ch in range(3):
+            c.set_channel(ch, "automix_on", 1)
+            c.set_channel(ch, "aux1_send_db", -6)
+            c.set_channel(ch, "trim_db", 12)
+        n = 6000
+        x = np.stack([_speech_like(n, s) for s in range(3)], 1).astype(np.float32)
+        return np.concatenate([c.process(x[i:i + step]).copy() for i in range(0, n, step)])
+    whole = run(256)
+    assert np.max(np.abs(run(block) - whole)) <= 1e-6

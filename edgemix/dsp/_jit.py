@@ -9,12 +9,42 @@ offline, DESIGN.md contract 4).
 """
 from __future__ import annotations
 
+import hashlib
+import os
+import pathlib
+
 import numba
 
 #: LLVM fast-math flags allowed in kernels: FMA contraction, reciprocal and approximate
 #: functions, signed zeros.  Not ``nnan``/``ninf`` (the guard must see NaN), not
 #: ``reassoc`` (results must not depend on how a loop was split into blocks).
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn"})
+
+
+def _source_key() -> str:
+    """A hash of every module in the package.
+
+    Numba's cache checks only the file of the function it caches, so a fused kernel that
+    calls kernels from other modules would keep running a stale copy of them after an
+    upgrade or an edit.  Keying the cache folder by the whole package's source makes any
+    change start a fresh cache.
+    """
+    h = hashlib.sha256(numba.__version__.encode())
+    root = pathlib.Path(__file__).resolve().parents[1]
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _configure_cache() -> None:
+    base = os.environ.get("NUMBA_CACHE_DIR") or numba.config.CACHE_DIR
+    if not base:
+        base = os.path.join(os.path.expanduser("~"), ".cache", "edgemix", "numba")
+    numba.config.CACHE_DIR = os.path.join(base, _source_key())
+
+
+_configure_cache()
 
 
 def kernel(func=None, **overrides):

@@ -29,6 +29,7 @@ from edgemix.dsp.biquad import (BUTTERWORTH2_Q, BUTTERWORTH4_Q, HIGHPASS, HIGHSH
                                 PEAK, rbj_coefficients, set_identity)
 from edgemix.dsp.dynamics import (GATE_ENVELOPE_RELEASE_MS, compressor_step, gate_step,
                                   time_constant_alpha)
+from edgemix.dsp.meters import DEFAULT_PEAK_DECAY_DB_PER_S, DEFAULT_RMS_TIME_CONSTANT_MS
 from edgemix.params import CH, CHANNEL_PARAMS, MAX_AUX, N_CH, OFF_DB
 
 #: Control-rate period in samples (0.33 ms at 48 kHz): fine enough that a filter glide is
@@ -60,10 +61,10 @@ N_CONST = 15
 # How a column is handled at a control tick.
 CLASS_GAIN, CLASS_FILTER, CLASS_DYN, CLASS_OTHER = range(4)
 
-#: Channel meters: the peak falls at 11.8 dB/s after its last maximum (the IEC 60268-18
-#: peak programme meter return: 20 dB in 1.7 s); RMS integrates over 300 ms (VU-like).
-METER_PEAK_FALL_DB_PER_S = 20.0 / 1.7
-METER_RMS_MS = 300.0
+#: Channel meters (pre-fader) use the bus meters' ballistics (``meters.py``: IEC 60268-18
+#: peak return, 300 ms RMS), computed inline here so the strip reads its signal once.
+METER_PEAK_FALL_DB_PER_S = DEFAULT_PEAK_DECAY_DB_PER_S
+METER_RMS_MS = DEFAULT_RMS_TIME_CONSTANT_MS
 
 #: Inputs beyond +/-1e6 (+120 dBFS) are as broken as NaN: the guard replaces both.
 GUARD_LIMIT = 1.0e6
