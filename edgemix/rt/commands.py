@@ -1,0 +1,203 @@
+"""Click commands ``edgemix devices`` and ``edgemix run`` (registered by ``edgemix/cli.py``).
+
+Also :func:`build_runner`, which turns a :class:`~edgemix.session.Session` into a ready
+:class:`~edgemix.rt.runner.Runner` (console, backend, policy, recorder); tests and other
+front ends use it so that they run exactly what the CLI runs.
+
+Every user error (session file, stems, device) ends the command with one line on stderr
+and exit status 2; no traceback.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+import click
+
+from edgemix.session import Session, SessionError, default_session, load_session, with_channel_count
+from edgemix.rt.backend import DeviceError
+
+log = logging.getLogger("edgemix.rt")
+
+
+class UserError(click.ClickException):
+    """One line on stderr, exit status 2."""
+
+    exit_code = 2
+
+    def show(self, file=None):
+        click.echo(f"edgemix: error: {self.message}", err=True)
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    if not logging.getLogger("edgemix").handlers:
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("edgemix: %(message)s"))
+        logging.getLogger("edgemix").addHandler(h)
+    logging.getLogger("edgemix").setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def load_policy(session: Session):
+    """The session's auto-mix policy (an :mod:`edgemix.automix` Policy), or None for
+    ``policy = "none"``: ``rules`` keys on each channel's role, ``model`` loads
+    ``model.path`` with ``model.backend``."""
+    kind = session.model.policy
+    if kind == "none":
+        return None
+    try:
+        if kind == "rules":
+            from edgemix.automix.rules import RulePolicy
+            return RulePolicy([c.role for c in session.channels])
+        from edgemix.automix.model_policy import ModelPolicy
+        return ModelPolicy(session.model.path, backend=session.model.backend)
+    except ImportError as e:
+        raise SessionError(f"{session.path}: model.policy = {kind!r} needs a part of edgemix "
+                           f"this install lacks ({e}): use policy = \"none\"") from None
+
+
+def build_runner(session: Session, *, record_dir=None, server: str | None = None,
+                 rt_priority: bool = True, policy=None, features=None,
+                 max_retries: int | None = None):
+    """A Runner for ``session``: console with every manual setting staged, the backend,
+    the policy (``policy`` overrides the session's), the recorder when ``record_dir``."""
+    b = session.backend
+    fs, bs = session.sample_rate_hz, session.block_size
+    if b.kind == "offline":
+        from edgemix.rt.offline import OfflineBackend, StemSource, expand_inputs
+        source = StemSource(expand_inputs(b.inputs))
+        session = with_channel_count(session, source.n_channels)
+        backend = OfflineBackend(source, fs, bs, output=b.output, paced=b.paced,
+                                 input_map=[c.input for c in session.channels])
+    elif b.kind == "synthetic":
+        from edgemix.rt.offline import OfflineBackend
+        from edgemix.rt.synthetic import SyntheticSource
+        n_src = max(c.input for c in session.channels)
+        source = SyntheticSource(n_src, fs, b.duration_s, seed=b.seed)
+        backend = OfflineBackend(source, fs, bs, output=b.output, paced=b.paced,
+                                 input_map=[c.input for c in session.channels])
+    elif b.kind == "jack":
+        from edgemix.rt.jack_backend import JackBackend
+        backend = JackBackend(session.n_channels, fs, bs, client_name=b.client_name,
+                              server=server or b.device or None, auto_connect=b.auto_connect,
+                              input_map=[c.input for c in session.channels])
+    elif b.kind == "portaudio":
+        from edgemix.rt.portaudio_backend import RtmixerBackend
+        backend = RtmixerBackend(session.n_channels, fs, bs, device=b.device,
+                                 ring_blocks=b.ring_blocks,
+                                 input_map=[c.input for c in session.channels])
+    else:  # parse_session only lets the names above through
+        raise SessionError(f"{session.path}: backend.kind = {b.kind!r}: unknown backend")
+
+    from edgemix.rt.runner import Runner
+    console = session.build_console()
+    if policy is None:
+        policy = load_policy(session)
+    if policy is not None and features is None:
+        try:
+            from edgemix.features import FeatureExtractor
+            features = FeatureExtractor(fs, session.n_channels, hop_ms=session.model.hop_ms)
+        except ImportError:
+            features = None  # the control loop falls back to the console's meters
+    recorder = None
+    if record_dir:
+        from edgemix.rt.recorder import Recorder
+        recorder = Recorder(record_dir, session.n_channels, fs)
+    return Runner(console, backend, policy=policy, features=features, recorder=recorder,
+                  base_params=session.channel_params(), automation=session.automation(),
+                  locked=session.locked(), master_params=session.master_params(),
+                  hop_s=session.model.hop_ms / 1000.0, rt_priority=rt_priority,
+                  max_retries=max_retries), session
+
+
+@click.command("devices")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def devices_command(as_json):
+    """List PortAudio devices and, when a JACK server runs, its ports."""
+    _setup_logging()
+    out = {"portaudio": [], "jack": None}
+    try:
+        from edgemix.rt.portaudio_backend import list_devices
+        out["portaudio"] = list_devices()
+    except DeviceError as e:
+        out["portaudio_error"] = str(e)
+    try:
+        import jack
+        c = jack.Client("edgemix-devices", no_start_server=True)
+        try:
+            out["jack"] = {"sample_rate_hz": c.samplerate, "block_size": c.blocksize,
+                           "capture": [p.name for p in c.get_ports(is_physical=True,
+                                                                   is_output=True, is_audio=True)],
+                           "playback": [p.name for p in c.get_ports(is_physical=True,
+                                                                    is_input=True, is_audio=True)]}
+        finally:
+            c.close()
+    except Exception:  # no JACK library or no server: nothing to list
+        out["jack"] = None
+    if as_json:
+        click.echo(json.dumps(out, indent=1))
+        return
+    if "portaudio_error" in out:
+        click.echo(f"PortAudio: {out['portaudio_error']}")
+    for d in out["portaudio"]:
+        click.echo(f"{d['index']:3d}  {d['name']} ({d['hostapi']}): "
+                   f"{d['max_input_channels']} in, {d['max_output_channels']} out, "
+                   f"{d['default_samplerate']:g} Hz")
+    if out["jack"]:
+        j = out["jack"]
+        click.echo(f"JACK: {j['sample_rate_hz']} Hz, {j['block_size']} frames; "
+                   f"{len(j['capture'])} capture and {len(j['playback'])} playback ports")
+    else:
+        click.echo("JACK: no server running")
+
+
+@click.command("run")
+@click.option("--config", "config", type=click.Path(dir_okay=False),
+              help="session TOML file (default: the built-in synthetic session)")
+@click.option("--duration-s", type=float, default=None, help="stop after this many seconds")
+@click.option("--record", "record_dir", type=click.Path(file_okay=False),
+              help="record every input and the mix to WAV files in this folder")
+@click.option("--server", default=None, help="JACK server name (default: JACK_DEFAULT_SERVER)")
+@click.option("--no-rt", is_flag=True, help="do not ask for CPU affinity / real-time priority")
+@click.option("--retries", type=int, default=None,
+              help="give up after this many re-opens of a lost device (default: keep trying)")
+@click.option("--json", "as_json", is_flag=True, help="print the run's statistics as JSON")
+@click.option("-v", "--verbose", is_flag=True)
+def run_command(config, duration_s, record_dir, server, no_rt, retries, as_json, verbose):
+    """Mix live (JACK, PortAudio) or offline (stems, synthetic) as the session says."""
+    _setup_logging(verbose)
+    try:
+        session = load_session(config) if config else default_session(8, output="")
+        runner, session = build_runner(session, record_dir=record_dir, server=server,
+                                       rt_priority=not no_rt, max_retries=retries)
+    except (SessionError, DeviceError, ValueError) as e:
+        raise UserError(str(e)) from None
+    log.info("%d channels via %s, %d Hz / %d frames (pid %d)", session.n_channels,
+             runner.backend.name, session.sample_rate_hz, session.block_size, os.getpid())
+    try:
+        stats = runner.run(duration_s=duration_s)
+    except (DeviceError, ValueError) as e:
+        raise UserError(str(e)) from None
+    if as_json:
+        click.echo(json.dumps(stats))
+    else:
+        s = stats["block_time_share"]
+        click.echo(f"edgemix: {stats['blocks']} blocks, {stats['xruns']} xruns, "
+                   f"{stats['late_blocks']} late; block time p50 {100 * s['p50']:.1f} % "
+                   f"p99 {100 * s['p99']:.1f} % max {100 * s['max']:.1f} % of "
+                   f"{stats['deadline_ms']:.2f} ms; latency {stats['latency_frames']} frames; "
+                   f"stopped: {stats['stop_reason']}")
+        if stats.get("recorder"):
+            r = stats["recorder"]
+            click.echo(f"edgemix: recorded {r['frames_written']} frames to {r['mix_path']} "
+                       f"({r['dropped_frames']} dropped)")
+
+
+@click.group("rt")
+def rt_group():
+    """Live audio: devices and the real-time runner."""
+
+
+rt_group.add_command(devices_command)
+rt_group.add_command(run_command)

@@ -1,0 +1,280 @@
+"""The real-time runner: one engine, one backend, a control thread and an optional recorder.
+
+What it does around a stream, in order (DESIGN.md, real-time rules):
+
+1. compile every kernel before the stream opens (``Console.warmup()``, the feature
+   extractor and the recorder's ring kernel), so nothing is JIT-compiled while live;
+2. collect, then ``gc.freeze()`` and ``gc.disable()`` so the cyclic collector never runs in
+   the audio path (re-enabled after the stream stops);
+3. shorten the interpreter's GIL switch interval to a quarter of a block so the audio
+   callback never queues behind another Python thread for long;
+4. pin the audio thread to a CPU and ask for SCHED_FIFO where the OS allows, with one clear
+   warning where it does not;
+5. time every block into a preallocated ring (:class:`~edgemix.rt.timing.BlockTimer`) and
+   count late blocks and the backend's xruns;
+6. run the control loop (features -> policy -> ``Console.stage``) at its hop;
+7. stop gracefully on SIGINT/SIGTERM (when run on the main thread); when the device is lost,
+   say so in one line and retry.
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from time import perf_counter_ns
+
+import numpy as np
+
+from edgemix.rt.backend import Backend, DeviceError
+from edgemix.rt.timing import BlockTimer
+
+log = logging.getLogger("edgemix.rt")
+
+#: SCHED_FIFO priority asked for the audio thread (JACK's own default is 10..80 on Debian's
+#: limits; 70 keeps us under the kernel's IRQ threads at 50..90 only where they are higher).
+RT_PRIORITY = 70
+
+
+class Runner:
+    """Drive ``console`` from ``backend``.
+
+    ``process`` belongs to the backend's audio thread; everything else to the thread that
+    calls :meth:`run` (the owner).  ``policy`` is any object with ``propose(snapshot)``;
+    ``features`` an object with ``process(block)`` (audio thread) and ``snapshot()``.
+    """
+
+    def __init__(self, console, backend: Backend, *, policy=None, features=None,
+                 recorder=None, base_params=None, automation=None, locked=None,
+                 master_params=None, hop_s: float = 0.1, rt_priority: bool = True,
+                 cpu: int | None = None, timer_capacity: int = 1 << 16,
+                 retry_s: float = 1.0, max_retries: int | None = None):
+        if backend.n_inputs != console.n_channels:
+            raise ValueError(f"the backend delivers {backend.n_inputs} inputs but the console "
+                             f"has {console.n_channels} channels: make them agree")
+        self.console = console
+        self.backend = backend
+        self.policy = policy
+        self.features = features
+        self.recorder = recorder
+        self.hop_s = hop_s
+        self.rt_priority = rt_priority
+        self.cpu = cpu
+        self.retry_s = retry_s
+        self.max_retries = max_retries
+        self.timer = BlockTimer(timer_capacity)
+        self.ns_per_frame = 1e9 / console.sample_rate_hz
+        self.errors = 0          # exceptions caught in the audio path (output zeroed)
+        self.frames = 0
+        self.retries = 0
+        self.rt_status = "not requested"
+        self.stop_reason = ""
+        self._stop = threading.Event()
+        self._audio_thread_ready = False
+        self.control = None
+        if policy is not None:
+            from edgemix import params as P
+            from edgemix.rt.control import ControlLoop, meter_snapshot
+            n = console.n_channels
+            snap = features.snapshot if features is not None else (lambda: meter_snapshot(console))
+            self.control = ControlLoop(
+                console, policy, snap,
+                base_params if base_params is not None else console.channel_params,
+                automation if automation is not None else np.ones(n),
+                locked if locked is not None else np.zeros((n, P.N_CH), bool),
+                master_params if master_params is not None else console.master_params,
+                hop_s=hop_s)
+
+    # ---- audio thread ---------------------------------------------------------------------
+    def process(self, x: np.ndarray, out: np.ndarray) -> None:
+        """Audio thread: mix one block into ``out``; time it; feed features and recorder."""
+        t0 = perf_counter_ns()
+        frames = x.shape[0]
+        try:
+            self.console.process(x, out=out)
+            if self.features is not None:
+                self.features.process(x)
+        except Exception:  # fail soft: the output buffer is always filled
+            out.fill(0.0)
+            self.errors += 1
+        if self.recorder is not None:
+            self.recorder.push(x, out)
+        self.frames += frames
+        self.timer.record(t0, perf_counter_ns(), t0 + int(frames * self.ns_per_frame))
+
+    def enter_audio_thread(self) -> None:
+        """Called once by a backend from its own audio thread: affinity and SCHED_FIFO."""
+        if self._audio_thread_ready:
+            return
+        self._audio_thread_ready = True
+        if not self.rt_priority:
+            self.rt_status = "not requested"
+            return
+        notes = []
+        try:
+            cpus = sorted(os.sched_getaffinity(0))
+            cpu = self.cpu if self.cpu is not None else cpus[-1]
+            os.sched_setaffinity(0, {cpu})
+            notes.append(f"pinned to CPU {cpu}")
+        except (AttributeError, OSError, ValueError) as e:
+            notes.append(f"no CPU affinity ({e.__class__.__name__})")
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(RT_PRIORITY))
+            notes.append(f"SCHED_FIFO {RT_PRIORITY}")
+        except (AttributeError, OSError) as e:
+            notes.append("no real-time priority")
+            log.warning("audio thread runs without real-time priority (%s): allow it with an "
+                        "rtprio limit (e.g. the 'audio' group in /etc/security/limits.d)",
+                        e.__class__.__name__)
+        self.rt_status = ", ".join(notes)
+
+    # ---- owner thread ---------------------------------------------------------------------
+    def warmup(self) -> None:
+        """Compile every kernel the audio path calls, then leave the engine in a clean state."""
+        self.console.warmup()
+        b, n = self.console.block_size, self.console.n_channels
+        if self.features is not None:
+            self.features.process(np.zeros((b, n), np.float32))
+            self.features.reset()
+        if self.recorder is not None:
+            self.recorder.ring.warmup(n)
+        self.timer.reset()
+
+    def request_stop(self, reason: str = "stopped") -> None:
+        """Any thread (or a signal handler): end :meth:`run` at its next check."""
+        if not self.stop_reason:
+            self.stop_reason = reason
+        self._stop.set()
+
+    def _install_signals(self):
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        old = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(
+                sig, lambda s, f: self.request_stop(signal.Signals(s).name))
+        return old
+
+    def _open_backend(self, first: bool = False) -> bool:
+        """Open and start; on a device error say so once per attempt and return False.
+
+        The first open raises at once (a wrong device name is a configuration error, not a
+        lost device); later re-opens retry up to ``max_retries`` (None = until stopped)."""
+        try:
+            self.backend.open(self)
+            self.backend.start()
+            return True
+        except DeviceError as e:
+            if first or (self.max_retries is not None and self.retries >= self.max_retries):
+                try:
+                    self.backend.close()
+                except Exception:
+                    pass
+                raise
+            self.retries += 1
+            log.warning("%s; retrying in %g s", e, self.retry_s)
+            try:
+                self.backend.close()
+            except Exception:
+                pass
+            return False
+
+    def run(self, duration_s: float | None = None) -> dict:
+        """Run until the source ends, ``duration_s`` passes, a signal or ``request_stop``.
+
+        Returns :meth:`stats`.  Raises DeviceError when the device cannot be opened and
+        ``max_retries`` is exhausted.
+        """
+        self.warmup()
+        old_signals = self._install_signals()
+        old_switch = sys.getswitchinterval()
+        block_s = self.console.block_size / self.console.sample_rate_hz
+        sys.setswitchinterval(max(block_s / 4.0, 1e-4))
+        if self.recorder is not None:
+            self.recorder.open()
+        gc.collect()
+        gc.freeze()
+        gc.disable()
+        t_start = time.monotonic()
+        opened = False
+        try:
+            opened = self._open_backend(first=True)
+            if opened and self.control is not None:
+                self.control.start()
+            while opened and not self._stop.is_set():
+                if duration_s is not None and time.monotonic() - t_start >= duration_s:
+                    self.request_stop("duration reached")
+                    break
+                if self.backend.finished:
+                    self.request_stop("source finished")
+                    break
+                if self.backend.lost:
+                    reason = self.backend.lost
+                    log.warning("audio device lost (%s); retrying in %g s", reason, self.retry_s)
+                    try:
+                        self.backend.stop()
+                        self.backend.close()
+                    except Exception:
+                        pass
+                    self.backend.lost = None
+                    opened = False
+                    while not opened and not self._stop.is_set():
+                        self._stop.wait(self.retry_s)
+                        if not self._stop.is_set():
+                            opened = self._open_backend()
+                    continue
+                self._stop.wait(0.05)
+        finally:
+            if self.control is not None:
+                self.control.stop()
+            if opened:
+                try:
+                    self.backend.stop()
+                finally:
+                    self.backend.close()
+            gc.enable()
+            gc.unfreeze()
+            sys.setswitchinterval(old_switch)
+            for sig, handler in old_signals.items():
+                signal.signal(sig, handler)
+            self.recorder_stats = self.recorder.close() if self.recorder is not None else None
+        return self.stats()
+
+    def stats(self) -> dict:
+        """Everything a person or a test wants after (or during) a run; JSON-friendly."""
+        t = self.timer.summary()
+        st = {
+            "backend": self.backend.name,
+            "sample_rate_hz": self.console.sample_rate_hz,
+            "block_size": self.console.block_size,
+            "n_channels": self.console.n_channels,
+            "frames": int(self.frames),
+            "blocks": t["blocks"],
+            "late_blocks": t["late"],
+            "block_time_share": {k: t[k] for k in ("p50", "p99", "max", "mean")},
+            "deadline_ms": 1000.0 * self.console.block_size / self.console.sample_rate_hz,
+            "xruns": int(self.backend.xruns),
+            "audio_errors": int(self.errors),
+            "guard_count": int(getattr(self.console, "guard_count", 0)),
+            "backend_latency_frames": int(self.backend.latency_frames),
+            "console_latency_frames": int(self.console.latency_frames),
+            "latency_frames": int(self.backend.latency_frames + self.console.latency_frames),
+            "device_latency_frames": int(self.backend.device_latency_frames),
+            "total_latency_frames": int(self.backend.latency_frames
+                                        + self.console.latency_frames
+                                        + self.backend.device_latency_frames),
+            "retries": int(self.retries),
+            "rt": self.rt_status,
+            "stop_reason": self.stop_reason,
+        }
+        if self.control is not None:
+            st["control"] = self.control.stats()
+        if self.recorder is not None:
+            st["recorder"] = self.recorder.stats()
+        st.update({f"backend_{k}": v for k, v in self.backend.info().items()
+                   if k not in ("backend", "sample_rate_hz", "block_size", "n_inputs",
+                                "latency_frames", "xruns")})
+        return st

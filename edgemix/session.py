@@ -1,0 +1,406 @@
+"""The session config: one TOML file that says how a show is wired and what is locked.
+
+A session names the sample rate and block size, the audio backend (JACK, PortAudio through
+rtmixer, offline WAV stems, or the built-in synthetic session) and its device, the channels
+(name, input, role, colour, automation level and the manual settings that always win), the
+aux buses, the master settings and the auto-mix model.  Every parameter name and range is
+read from :mod:`edgemix.params`; nothing here restates one.
+
+A minimal file::
+
+    [session]
+    sample_rate_hz = 48000
+    block_size = 64
+
+    [backend]
+    kind = "jack"            # jack | portaudio | offline | synthetic
+    auto_connect = false
+
+    [[channels]]
+    name = "Kick"
+    input = 1
+    role = "kick"
+    automation = 1.0         # 0 = manual .. 1 = full auto
+    fader_db = -3.0          # a manual setting: always wins over the policy
+
+Errors are one line that names the file, the key and the fix, e.g.
+``session.toml: channels[3].fader_db = 30: out of range, use -90 .. 10``.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+import pathlib
+import tomllib
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import numpy as np
+
+from edgemix import params as P
+from edgemix.roles import ROLE_BY_NAME, ROLE_NAMES
+
+BACKENDS = ("jack", "portaudio", "offline", "synthetic")
+POLICIES = ("none", "rules", "model")
+MODEL_BACKENDS = ("numpy", "onnx", "tflite", "numba")
+BUS_KINDS = ("reverb", "monitor")
+#: Block sizes a session may ask for (JACK and most ALSA drivers use powers of two).
+BLOCK_SIZES = (16, 32, 64, 128, 256, 512, 1024, 2048)
+SAMPLE_RATES_HZ = (16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000)
+
+_SECTIONS = ("session", "backend", "model", "master", "channels", "buses")
+_SESSION_KEYS = ("sample_rate_hz", "block_size", "name")
+_BACKEND_KEYS = ("kind", "device", "client_name", "auto_connect", "ring_blocks", "inputs",
+                 "output", "paced", "duration_s", "seed", "n_channels")
+_MODEL_KEYS = ("policy", "path", "backend", "hop_ms")
+_CHANNEL_KEYS = ("name", "input", "role", "colour", "automation")
+_BUS_KEYS = ("name", "kind")
+
+
+class SessionError(ValueError):
+    """A session file is unreadable or invalid; the message is one line naming the fix."""
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    name: str
+    input: int                      # 1-based input (JACK port in_N, PortAudio channel N)
+    role: str = "other"
+    colour: str = "#7f7f7f"
+    automation: float = 1.0         # 0 = manual .. 1 = full auto
+    manual: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class BusConfig:
+    name: str
+    kind: str                       # "reverb" (aux 1 only) or "monitor"
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    kind: str = "synthetic"
+    device: str = ""                # PortAudio device (index or name substring)
+    client_name: str = "edgemix"    # JACK client name
+    auto_connect: bool = False      # JACK: connect to system ports only when asked
+    ring_blocks: int = 4            # PortAudio/rtmixer: output ring prefill (blocks)
+    inputs: tuple[str, ...] = ()    # offline: WAV stem files (a folder is expanded)
+    output: str = "mix.wav"         # offline: where the mix goes
+    paced: bool = False             # offline/synthetic: pace blocks in real time
+    duration_s: float = 30.0        # synthetic: length of the generated session
+    seed: int = 1                   # synthetic: generator seed
+    n_channels: int = 0             # synthetic/live without [[channels]]: channel count
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    policy: str = "none"            # none | rules | model
+    path: str = ""
+    backend: str = "numpy"
+    hop_ms: float = 100.0           # control thread period
+
+
+@dataclass(frozen=True)
+class Session:
+    sample_rate_hz: int = 48000
+    block_size: int = 64
+    name: str = "session"
+    backend: BackendConfig = BackendConfig()
+    model: ModelConfig = ModelConfig()
+    channels: tuple[ChannelConfig, ...] = ()
+    buses: tuple[BusConfig, ...] = (BusConfig("reverb", "reverb"), BusConfig("monitor", "monitor"))
+    master: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    path: str = "session.toml"
+    #: False when the file lists no [[channels]] (the backend's input count decides then)
+    channels_given: bool = True
+
+    @property
+    def n_channels(self) -> int:
+        return len(self.channels)
+
+    @property
+    def n_aux(self) -> int:
+        return len(self.buses)
+
+    def channel_params(self) -> np.ndarray:
+        """``(n_channels, N_CH)`` float64: schema defaults with every manual setting applied."""
+        cp = P.channel_defaults(self.n_channels)
+        for i, ch in enumerate(self.channels):
+            for name, value in ch.manual.items():
+                cp[i, getattr(P.CH, name)] = value
+        return cp
+
+    def locked(self) -> np.ndarray:
+        """``(n_channels, N_CH)`` bool: True where a user's manual setting must always win."""
+        lock = np.zeros((self.n_channels, P.N_CH), dtype=bool)
+        for i, ch in enumerate(self.channels):
+            for name in ch.manual:
+                lock[i, getattr(P.CH, name)] = True
+        return lock
+
+    def master_params(self) -> np.ndarray:
+        mp = P.master_defaults()
+        for name, value in self.master.items():
+            mp[getattr(P.MS, name)] = value
+        return mp
+
+    def automation(self) -> np.ndarray:
+        """``(n_channels,)`` automation levels 0..1."""
+        return np.array([c.automation for c in self.channels], dtype=np.float64)
+
+    def build_console(self):
+        """A :class:`edgemix.console.Console` for this session with every setting staged."""
+        from edgemix.console import Console
+        c = Console(sample_rate_hz=self.sample_rate_hz, block_size=self.block_size,
+                    n_channels=self.n_channels, n_aux=self.n_aux)
+        c.stage(self.channel_params(), self.master_params())
+        return c
+
+
+def default_session(n_channels: int = 8, **backend) -> Session:
+    """A session with ``n_channels`` unnamed channels on inputs 1..N (roles 'other')."""
+    chans = tuple(ChannelConfig(name=f"ch{i + 1}", input=i + 1) for i in range(n_channels))
+    return Session(channels=chans, backend=BackendConfig(**backend), channels_given=False)
+
+
+def with_channel_count(session: Session, n_channels: int) -> Session:
+    """The session with ``n_channels`` default channels, when its file listed none."""
+    import dataclasses
+    if session.channels_given or session.n_channels == n_channels:
+        return session
+    return dataclasses.replace(session, channels=default_session(n_channels).channels)
+
+
+# ---- parsing -------------------------------------------------------------------------------
+
+def _fail(where: str, msg: str):
+    raise SessionError(f"{where}{msg}")
+
+
+def _unknown(where: str, key: str, allowed) -> None:
+    close = difflib.get_close_matches(key, list(allowed), n=2)
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    _fail(where, f"unknown key {key!r}{hint}: remove it or use one of the documented keys")
+
+
+def _num(where, key, value, lo=None, hi=None, integer=False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        _fail(where, f"{key} = {value!r}: expected a number")
+    if integer and (not float(value).is_integer()):
+        _fail(where, f"{key} = {value!r}: expected a whole number")
+    if not math.isfinite(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
+        _fail(where, f"{key} = {value!r}: out of range, use {lo:g} .. {hi:g}")
+    return int(value) if integer else float(value)
+
+
+def _str(where, key, value) -> str:
+    if not isinstance(value, str):
+        _fail(where, f"{key} = {value!r}: expected a string in quotes")
+    return value
+
+
+def _choice(where, key, value, choices) -> str:
+    value = _str(where, key, value)
+    if value not in choices:
+        _fail(where, f"{key} = {value!r}: use one of {', '.join(choices)}")
+    return value
+
+
+def _bool(where, key, value) -> bool:
+    if not isinstance(value, bool):
+        _fail(where, f"{key} = {value!r}: use true or false")
+    return value
+
+
+def _param(where: str, name: str, value, specs: Mapping[str, P.ParamSpec]) -> float:
+    """Validate one parameter against the schema; error text reads the range from it."""
+    spec = specs[name]
+    if isinstance(value, bool):
+        value = 1.0 if value else 0.0
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        _fail(where, f"{name} = {value!r}: expected a number in {spec.min:g} .. {spec.max:g}")
+    v = float(value)
+    if v < spec.min or v > spec.max:
+        _fail(where, f"{name} = {value!r}: out of range, use {spec.min:g} .. {spec.max:g}")
+    if spec.scale == "choice" and v not in spec.choices:
+        _fail(where, f"{name} = {value!r}: use one of " + ", ".join(f"{c:g}" for c in spec.choices))
+    if spec.scale == "bool" and v not in (0.0, 1.0):
+        _fail(where, f"{name} = {value!r}: use true or false")
+    return v
+
+
+def _device(where, value) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        _fail(where, f"device = {value!r}: use a device name (substring) or an index")
+    return str(value)
+
+
+def _table(where, key, value) -> dict:
+    if not isinstance(value, dict):
+        _fail(where, f"{key} must be a table ([{key}])")
+    return value
+
+
+def parse_session(data: Mapping[str, Any], path: str = "session.toml") -> Session:
+    """Validate a parsed TOML document and build a :class:`Session`."""
+    f = f"{path}: "
+    for key in data:
+        if key not in _SECTIONS:
+            _unknown(f, key, _SECTIONS)
+
+    s = _table(f, "session", data.get("session", {}))
+    for key in s:
+        if key not in _SESSION_KEYS:
+            _unknown(f + "session.", key, _SESSION_KEYS)
+    fs = s.get("sample_rate_hz", 48000)
+    if fs not in SAMPLE_RATES_HZ or isinstance(fs, bool):
+        _fail(f, f"session.sample_rate_hz = {fs!r}: use one of "
+                 + ", ".join(str(r) for r in SAMPLE_RATES_HZ))
+    bs = s.get("block_size", 64)
+    if bs not in BLOCK_SIZES or isinstance(bs, bool):
+        _fail(f, f"session.block_size = {bs!r}: use one of " + ", ".join(map(str, BLOCK_SIZES)))
+    name = _str(f + "session.", "name", s.get("name", pathlib.Path(path).stem))
+
+    b = _table(f, "backend", data.get("backend", {}))
+    for key in b:
+        if key not in _BACKEND_KEYS:
+            _unknown(f + "backend.", key, _BACKEND_KEYS)
+    w = f + "backend."
+    inputs = b.get("inputs", [])
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if not isinstance(inputs, list) or not all(isinstance(x, str) for x in inputs):
+        _fail(w, f"inputs = {inputs!r}: use a folder or a list of WAV file names")
+    base = pathlib.Path(path).parent
+    inputs = tuple(str(base / x) for x in inputs)
+    output = _str(w, "output", b.get("output", "mix.wav"))
+    output = str(base / output) if output else ""  # "" = do not write the mix
+    backend = BackendConfig(
+        kind=_choice(w, "kind", b.get("kind", "synthetic"), BACKENDS),
+        device=_device(w, b.get("device", "")),
+        client_name=_str(w, "client_name", b.get("client_name", "edgemix")),
+        auto_connect=_bool(w, "auto_connect", b.get("auto_connect", False)),
+        ring_blocks=_num(w, "ring_blocks", b.get("ring_blocks", 4), 1, 256, integer=True),
+        inputs=inputs,
+        output=output,
+        paced=_bool(w, "paced", b.get("paced", False)),
+        duration_s=_num(w, "duration_s", b.get("duration_s", 30.0), 0.01, 86400.0),
+        seed=_num(w, "seed", b.get("seed", 1), 0, 2 ** 31 - 1, integer=True),
+        n_channels=_num(w, "n_channels", b.get("n_channels", 0), 0, 256, integer=True),
+    )
+    if not backend.client_name.strip():
+        _fail(w, "client_name is empty: use a name such as \"edgemix\"")
+
+    m = _table(f, "model", data.get("model", {}))
+    for key in m:
+        if key not in _MODEL_KEYS:
+            _unknown(f + "model.", key, _MODEL_KEYS)
+    w = f + "model."
+    model = ModelConfig(
+        policy=_choice(w, "policy", m.get("policy", "none"), POLICIES),
+        path=str(base / m["path"]) if _str(w, "path", m.get("path", "")) else "",
+        backend=_choice(w, "backend", m.get("backend", "numpy"), MODEL_BACKENDS),
+        hop_ms=_num(w, "hop_ms", m.get("hop_ms", 100.0), 10.0, 10000.0),
+    )
+    if model.policy == "model" and not model.path:
+        _fail(w, "policy = \"model\" needs path = \"models/<file>\"")
+
+    ms = _table(f, "master", data.get("master", {}))
+    master = {}
+    for key, value in ms.items():
+        if key not in P.MASTER_SPECS:
+            _unknown(f + "master.", key, P.MASTER_SPECS)
+        master[key] = _param(f + "master.", key, value, P.MASTER_SPECS)
+
+    raw_buses = data.get("buses")
+    if raw_buses is None:
+        buses = Session.buses
+    else:
+        if not isinstance(raw_buses, list) or not raw_buses:
+            _fail(f, "buses must be a list of [[buses]] tables (1 .. "
+                     f"{P.MAX_AUX}); leave it out for the default reverb + monitor")
+        if len(raw_buses) > P.MAX_AUX:
+            _fail(f, f"buses: {len(raw_buses)} buses, use at most {P.MAX_AUX}")
+        buses = []
+        for i, bus in enumerate(raw_buses):
+            w = f + f"buses[{i}]."
+            bus = _table(f, f"buses[{i}]", bus)
+            for key in bus:
+                if key not in _BUS_KEYS:
+                    _unknown(w, key, _BUS_KEYS)
+            kind = _choice(w, "kind", bus.get("kind", "reverb" if i == 0 else "monitor"),
+                           BUS_KINDS)
+            if (kind == "reverb") != (i == 0):
+                _fail(w, f"kind = {kind!r}: aux 1 (buses[0]) feeds the reverb and the others "
+                         "are monitor buses")
+            buses.append(BusConfig(_str(w, "name", bus.get("name", f"aux{i + 1}")), kind))
+        buses = tuple(buses)
+
+    raw_ch = data.get("channels")
+    if raw_ch is None:
+        n = backend.n_channels or 8
+        channels = default_session(n).channels
+        channels_given = False
+    else:
+        if not isinstance(raw_ch, list) or not raw_ch:
+            _fail(f, "channels must be a list of [[channels]] tables")
+        channels = []
+        seen_inputs: dict[int, int] = {}
+        for i, ch in enumerate(raw_ch):
+            w = f + f"channels[{i}]."
+            ch = _table(f, f"channels[{i}]", ch)
+            manual = {}
+            for key, value in ch.items():
+                if key in _CHANNEL_KEYS:
+                    continue
+                if key in P.CHANNEL_SPECS:
+                    manual[key] = _param(w, key, value, P.CHANNEL_SPECS)
+                elif key in P.MASTER_SPECS:
+                    _fail(w, f"{key} is a master parameter: move it to [master]")
+                else:
+                    _unknown(w, key, _CHANNEL_KEYS + tuple(P.CHANNEL_SPECS))
+            inp = _num(w, "input", ch.get("input", i + 1), 1, 256, integer=True)
+            if inp in seen_inputs:
+                _fail(w, f"input = {inp}: already used by channels[{seen_inputs[inp]}], "
+                         "give each channel its own input")
+            seen_inputs[inp] = i
+            role = ch.get("role", "other")
+            if role not in ROLE_BY_NAME:
+                _fail(w, f"role = {role!r}: use one of {', '.join(ROLE_NAMES)}")
+            colour = _str(w, "colour", ch.get("colour", ROLE_BY_NAME[role].colour_hex))
+            if not (len(colour) == 7 and colour[0] == "#"
+                    and all(c in "0123456789abcdefABCDEF" for c in colour[1:])):
+                _fail(w, f"colour = {colour!r}: use #rrggbb, e.g. \"#d62728\"")
+            channels.append(ChannelConfig(
+                name=_str(w, "name", ch.get("name", f"ch{i + 1}")), input=inp, role=role,
+                colour=colour, automation=_num(w, "automation", ch.get("automation", 1.0), 0.0, 1.0),
+                manual=MappingProxyType(manual)))
+        channels = tuple(channels)
+        channels_given = True
+        if backend.n_channels and backend.n_channels != len(channels):
+            _fail(f, f"backend.n_channels = {backend.n_channels} but {len(channels)} "
+                     "[[channels]] are listed: drop n_channels or make them agree")
+
+    return Session(sample_rate_hz=int(fs), block_size=int(bs), name=name, backend=backend,
+                   model=model, channels=channels, buses=buses,
+                   master=MappingProxyType(master), path=str(path),
+                   channels_given=channels_given)
+
+
+def load_session(path) -> Session:
+    """Read and validate a session TOML file (SessionError with one line on any problem)."""
+    p = pathlib.Path(path)
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise SessionError(f"{p}: no such file: check the path or write one "
+                           "(see `edgemix run --help`)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SessionError(f"{p}: cannot read it ({e.__class__.__name__}): "
+                           "check the file and its permissions") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SessionError(f"{p}: not valid TOML ({e}): fix the syntax") from None
+    return parse_session(data, str(p))

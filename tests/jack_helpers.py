@@ -1,0 +1,164 @@
+"""A real JACK dummy server and two plain JACK clients (player, catcher) for the tests.
+
+The server runs ``jackd -S -n <unique> -d dummy``: the dummy driver keeps real time without
+a sound card or real-time privileges.  ``-S`` (synchronous mode) makes the server wait for
+every client in a cycle, so a client that is late (this machine is shared) makes the cycle
+late -- counted as an xrun -- instead of being skipped; skipped cycles would break the
+sample-exact comparison with the offline render that the tests make.  (A test client that
+jackd does skip for a cycle shows up as a gap in its frame times; the tests align by
+frame time, so such a gap cannot shift the rest of a recording.)
+
+The player writes a known multichannel session to its output ports starting at a JACK
+frame time it records; the catcher records its input ports with each cycle's frame time.
+With player -> edgemix -> catcher connected (no feedback loop), JACK runs the three in
+graph order within each cycle, so the timelines line up by frame time alone.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+import uuid
+
+import numpy as np
+
+
+def have_jackd() -> bool:
+    return shutil.which("jackd") is not None
+
+
+@contextlib.contextmanager
+def jack_server(rate=48000, period=64, capture=16, playback=2, sync=True, timeout_s=15.0):
+    """Start a dummy JACK server with a unique name; yield the name; always kill it."""
+    import jack
+    jack.set_error_function(lambda msg: None)  # libjack's "cannot connect" while we poll
+    name = f"edgemix-test-{uuid.uuid4().hex[:8]}"
+    args = ["jackd"] + (["-S"] if sync else []) + ["-n", name, "-d", "dummy", "-r", str(rate),
+                                                    "-p", str(period), "-C", str(capture),
+                                                    "-P", str(playback)]
+    env = dict(os.environ, JACK_NO_AUDIO_RESERVATION="1")
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        t_end = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"jackd exited ({proc.returncode}): "
+                                   f"{proc.stderr.read().decode(errors='replace')[-500:]}")
+            try:
+                c = jack.Client("probe", no_start_server=True, servername=name)
+                c.close()
+                break
+            except jack.JackError:
+                if time.monotonic() > t_end:
+                    raise RuntimeError("jackd did not come up in time")
+                time.sleep(0.1)
+        yield name
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+
+
+class Player:
+    """A JACK client that plays ``audio`` ((frames, channels) float32) once, from ``start()``."""
+
+    def __init__(self, server: str, audio: np.ndarray, name="player", loop=False):
+        import jack
+        self.loop = loop
+        self.audio = np.ascontiguousarray(audio, dtype=np.float32)
+        self.client = jack.Client(name, no_start_server=True, servername=server)
+        self.ports = [self.client.outports.register(f"out_{i + 1}")
+                      for i in range(self.audio.shape[1])]
+        self.pos = 0
+        self.playing = False
+        self.start_frame_time = None
+        self.done = False
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+
+    def _process(self, frames):
+        if not self.playing or self.done:
+            for p in self.ports:
+                p.get_array().fill(0.0)
+            return
+        if self.start_frame_time is None:
+            self.start_frame_time = self.client.last_frame_time
+        n = min(frames, self.audio.shape[0] - self.pos)
+        for i, p in enumerate(self.ports):
+            a = p.get_array()
+            a[:n] = self.audio[self.pos:self.pos + n, i]
+            a[n:] = 0.0
+        self.pos += n
+        if self.pos >= self.audio.shape[0]:
+            if self.loop:
+                self.pos = 0
+            else:
+                self.done = True
+
+    def start(self):
+        self.playing = True
+
+    def close(self):
+        self.client.deactivate()
+        self.client.close()
+
+
+class Catcher:
+    """A JACK client that records its ``channels`` inputs with each cycle's frame time."""
+
+    def __init__(self, server: str, channels: int, seconds: float, rate=48000, name="catcher"):
+        import jack
+        self.client = jack.Client(name, no_start_server=True, servername=server)
+        self.ports = [self.client.inports.register(f"in_{i + 1}") for i in range(channels)]
+        cap = int(seconds * rate)
+        self.data = np.zeros((cap, channels), np.float32)
+        self.times = []
+        self.pos = 0
+        self.recording = False
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+
+    def _process(self, frames):
+        if not self.recording or self.pos + frames > self.data.shape[0]:
+            return
+        self.times.append(self.client.last_frame_time)
+        for i, p in enumerate(self.ports):
+            self.data[self.pos:self.pos + frames, i] = p.get_array()
+        self.pos += frames
+
+    def start(self):
+        self.recording = True
+
+    def timeline(self):
+        """(JACK frame time of each recorded cycle, the recorded frames)."""
+        return np.asarray(self.times, dtype=np.int64), self.data[:self.pos]
+
+    def close(self):
+        self.client.deactivate()
+        self.client.close()
+
+
+def wait_for_ports(server: str, pattern: str, count: int, timeout_s=30.0, proc=None):
+    """Wait until ``count`` ports match ``pattern`` on ``server``; return their names."""
+    import jack
+    c = jack.Client("waiter", no_start_server=True, servername=server)
+    try:
+        t_end = time.monotonic() + timeout_s
+        while True:
+            names = [p.name for p in c.get_ports(pattern)]
+            if len(names) >= count:
+                return names
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"edgemix exited early ({proc.returncode}): "
+                                   f"{proc.stderr.read().decode(errors='replace')[-1500:]}")
+            if time.monotonic() > t_end:
+                raise RuntimeError(f"no ports matching {pattern!r} after {timeout_s} s: {names}")
+            time.sleep(0.1)
+    finally:
+        c.close()

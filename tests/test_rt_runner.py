@@ -1,0 +1,347 @@
+"""The runner's parts without an audio server: ring, timer, recorder, control loop, offline
+backend, NaN guard, device-loss retry.  All with the real Console."""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from edgemix import params as P
+from edgemix.console import Console
+from edgemix.rt.backend import Backend, DeviceError
+from edgemix.rt.control import ControlLoop, blend
+from edgemix.rt.recorder import Recorder
+from edgemix.rt.ring import FrameRing
+from edgemix.rt.runner import Runner
+from edgemix.rt.timing import BlockTimer
+from edgemix.session import load_session
+
+FS = 48000
+
+
+# ---- ring -------------------------------------------------------------------------------
+
+def test_frame_ring_against_a_list_model():
+    """Random pushes and partial reads against the obvious model: a list of accepted rows;
+    a block that does not fit is dropped whole and counted."""
+    rng = np.random.default_rng(3)
+    ring = FrameRing(100, 3)
+    ring.warmup(2)
+    model_q, accepted, got, dropped_frames, dropped_blocks = [], [], [], 0, 0
+    for _ in range(400):
+        n = int(rng.integers(0, 40))
+        a = rng.standard_normal((n, 2)).astype(np.float32)
+        b = rng.standard_normal((n, 1)).astype(np.float32)
+        ok = ring.push(a, b)
+        fits = 100 - len(model_q) >= n
+        assert ok == fits
+        if fits:
+            model_q.extend(np.concatenate([a, b], axis=1))
+            accepted.extend(np.concatenate([a, b], axis=1))
+        else:
+            dropped_frames += n
+            dropped_blocks += 1
+        if rng.random() < 0.4:  # the consumer takes everything there is
+            for v in ring.read_regions():
+                got.extend(v.copy())
+                ring.advance(v.shape[0])
+            del model_q[:]
+    for v in ring.read_regions():
+        got.extend(v.copy())
+        ring.advance(v.shape[0])
+    assert ring.dropped_frames == dropped_frames and ring.dropped_blocks == dropped_blocks
+    assert dropped_blocks > 0  # the scenario did exercise the full ring
+    assert ring.written == len(got) == len(accepted)
+    np.testing.assert_array_equal(np.array(got), np.array(accepted))
+
+
+def test_frame_ring_order_across_wrap():
+    ring = FrameRing(8, 1)
+    ring.warmup(1)
+    out = []
+    for k in range(10):
+        blk = np.arange(3 * k, 3 * k + 3, dtype=np.float32)[:, None]
+        assert ring.push(blk, np.zeros((3, 0), np.float32))
+        for v in ring.read_regions():
+            out.extend(v[:, 0])
+            ring.advance(v.shape[0])
+    assert out == list(range(30))
+
+
+# ---- timer ------------------------------------------------------------------------------
+
+def test_block_timer_summary_matches_numpy():
+    t = BlockTimer(capacity=64)
+    busy = np.array([100, 200, 300, 1500, 50] * 20)  # 100 blocks: the ring keeps the last 64
+    for i, b in enumerate(busy):
+        t.record(1000 * i, 1000 * i + int(b), 1000 * i + 1000)
+    shares = busy[-64:] / 1000.0
+    s = t.summary()
+    assert s["blocks"] == 100 and s["late"] == int((busy > 1000).sum())
+    assert s["p50"] == pytest.approx(np.percentile(shares, 50))
+    assert s["p99"] == pytest.approx(np.percentile(shares, 99))
+    assert s["max"] == pytest.approx(1.5)
+
+
+# ---- control ----------------------------------------------------------------------------
+
+class FixedPolicy:
+    def __init__(self, proposal):
+        self.proposal = proposal
+        self.calls = 0
+
+    def propose(self, snapshot):
+        self.calls += 1
+        return self.proposal, ["explanation"] * len(self.proposal)
+
+
+class BrokenPolicy:
+    def propose(self, snapshot):
+        raise RuntimeError("model fell over")
+
+
+def test_blend_levels_locks_and_log_scale():
+    base = P.channel_defaults(3)
+    base[:, P.CH.hpf_hz] = 100.0
+    prop = base.copy()
+    prop[:, P.CH.hpf_hz] = 400.0
+    prop[:, P.CH.fader_db] = -20.0
+    locked = np.zeros_like(base, dtype=bool)
+    locked[2, P.CH.fader_db] = True
+    out = blend(base, prop, np.array([0.0, 0.5, 1.0]), locked)
+    assert np.array_equal(out[0], base[0])                     # automation 0: manual
+    assert out[1, P.CH.hpf_hz] == pytest.approx(200.0)          # halfway on a log scale
+    spec = P.CHANNEL_SPECS["fader_db"]                          # halfway on a lin scale
+    assert out[1, P.CH.fader_db] == pytest.approx(-10.0)
+    assert out[2, P.CH.hpf_hz] == pytest.approx(400.0)          # automation 1: proposal
+    assert out[2, P.CH.fader_db] == base[2, P.CH.fader_db]      # locked: manual wins
+    assert spec.min <= out[:, P.CH.fader_db].min()
+
+
+def test_control_loop_stages_and_keeps_last_good_on_error():
+    c = Console(FS, 64, 4, 2)
+    base = c.channel_params
+    prop = base.copy()
+    prop[:, P.CH.fader_db] = -12.0
+    loop = ControlLoop(c, FixedPolicy(prop[:, P.MODEL_OUTPUT_COLUMNS]), lambda: None, base,
+                       np.ones(4), np.zeros((4, P.N_CH), bool), c.master_params, hop_s=0.05)
+    assert loop.step()
+    assert np.allclose(c.channel_params[:, P.CH.fader_db], -12.0)
+    good = c.channel_params
+    loop.policy = BrokenPolicy()
+    assert not loop.step()
+    loop.policy = FixedPolicy(np.zeros((4, 3)))  # wrong shape
+    assert not loop.step()
+    loop.policy = FixedPolicy(np.full((4, P.N_CH), np.inf))  # non-finite (NaN = no opinion)
+    assert not loop.step()
+    assert loop.errors == 3 and loop.last_error.startswith("ValueError")
+    assert np.array_equal(c.channel_params, good)  # the last good parameters stay
+    # on its own thread at its hop
+    loop.policy = FixedPolicy(prop)
+    loop.start()
+    time.sleep(0.4)
+    loop.stop()
+    assert loop.policy.calls >= 3
+
+
+# ---- offline backend through the runner ------------------------------------------------
+
+def write_stems(folder, x, fs=FS):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(x.shape[1]):
+        sf.write(folder / f"{i:02d}.wav", x[:, i], fs, subtype="FLOAT")
+
+
+def stems_session(tmp_path, n, extra=""):
+    from edgemix.rt.synthetic import render_synthetic
+    x, _ = render_synthetic(n, FS, 1.5, seed=5)
+    write_stems(tmp_path / "stems", x)
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(f'[backend]\nkind = "offline"\ninputs = "stems"\noutput = "out/mix.wav"\n'
+                   f'{extra}\n'
+                   + "".join(f"[[channels]]\ninput = {i + 1}\nfader_db = {-2.0 * i}\n"
+                             f"pan = {0.2 * (i % 3) - 0.2}\ncomp_ratio = 3\n" for i in range(n)))
+    return cfg, x
+
+
+def render(cfg, x, block):
+    c = load_session(cfg).build_console()
+    c.warmup()
+    out = np.zeros((x.shape[0], 2), np.float32)
+    for s in range(0, x.shape[0], block):
+        c.process(np.ascontiguousarray(x[s:s + block]), out=out[s:s + block])
+    return out
+
+
+def test_offline_runner_equals_console_and_records(tmp_path):
+    from edgemix.rt.commands import build_runner
+    cfg, x = stems_session(tmp_path, 6)
+    runner, _ = build_runner(load_session(cfg), record_dir=tmp_path / "rec", rt_priority=False)
+    st = runner.run()
+    assert st["stop_reason"] == "source finished"
+    assert st["frames"] == x.shape[0] and st["recorder"]["dropped_frames"] == 0
+    mix, fs = sf.read(tmp_path / "out" / "mix.wav", dtype="float32")
+    assert fs == FS
+    ref = render(cfg, x, 17)  # a different block size: block-size invariance included
+    np.testing.assert_allclose(mix, ref, rtol=0, atol=1e-6)
+    rec_in, _ = sf.read(tmp_path / "rec" / "inputs.wav", dtype="float32")
+    rec_mix, _ = sf.read(tmp_path / "rec" / "mix.wav", dtype="float32")
+    np.testing.assert_array_equal(rec_in, x)
+    np.testing.assert_array_equal(rec_mix, mix)
+
+
+def test_nan_bursts_do_not_poison_the_mix(tmp_path):
+    from edgemix.rt.commands import build_runner
+    cfg, x = stems_session(tmp_path, 4)
+    bad = x.copy()
+    bad[20000:20100, 1] = np.nan
+    bad[30000:30010, 2] = np.inf
+    bad[40000, 3] = -np.inf
+    write_stems(tmp_path / "stems", bad)
+    runner, _ = build_runner(load_session(cfg), rt_priority=False)
+    st = runner.run()
+    mix, _ = sf.read(tmp_path / "out" / "mix.wav", dtype="float32")
+    assert np.isfinite(mix).all()
+    assert st["guard_count"] == 111
+    clean = bad.copy()
+    clean[~np.isfinite(clean)] = 0.0  # what the guard substitutes (counted above)
+    np.testing.assert_allclose(mix, render(cfg, clean, 64), rtol=0, atol=1e-6)
+    assert np.abs(mix[45000:]).max() > 1e-3  # still mixing after the bursts
+
+
+def test_recorder_counts_what_it_drops(tmp_path):
+    rec = Recorder(tmp_path / "r", 2, FS, capacity_s=0.01, flush_ms=10_000)  # 480 frames
+    rec.open()
+    blk = np.ones((64, 2), np.float32)
+    mix = np.zeros((64, 2), np.float32)
+    accepted = sum(rec.push(blk, mix) for _ in range(20))
+    st = rec.close()
+    assert accepted == 480 // 64
+    assert st["dropped_blocks"] == 20 - accepted and st["dropped_frames"] == 64 * (20 - accepted)
+    data, _ = sf.read(tmp_path / "r" / "inputs.wav")
+    assert data.shape == (64 * accepted, 2)
+
+
+# ---- device loss ------------------------------------------------------------------------
+
+class FlakyBackend(Backend):
+    """Plays silence on a thread; is 'lost' once, then fails one re-open, then works."""
+
+    name = "flaky"
+
+    def __init__(self):
+        super().__init__(2, FS, 64)
+        self.opens = 0
+        self._t = None
+        self._stop = threading.Event()
+
+    def open(self, runner):
+        super().open(runner)
+        self.opens += 1
+        if self.opens == 2:
+            raise DeviceError("flaky device not there")
+
+    def start(self):
+        self._stop.clear()
+        self._t = threading.Thread(target=self._work, daemon=True)
+        self._t.start()
+
+    def _work(self):
+        x = np.zeros((64, 2), np.float32)
+        y = np.zeros((64, 2), np.float32)
+        n = 0
+        while not self._stop.is_set():
+            self.runner.process(x, y)
+            n += 1
+            if self.opens == 1 and n == 20:
+                self.lost = "unplugged"
+                return
+            time.sleep(0.001)
+
+    def stop(self):
+        self._stop.set()
+        if self._t is not None:
+            self._t.join()
+
+    def close(self):
+        pass
+
+
+def test_lost_device_is_retried_not_fatal(caplog):
+    b = FlakyBackend()
+    r = Runner(Console(FS, 64, 2, 1), b, rt_priority=False, retry_s=0.05)
+    with caplog.at_level("WARNING", logger="edgemix.rt"):
+        st = r.run(duration_s=1.0)
+    assert b.opens == 3 and st["retries"] == 1
+    assert st["stop_reason"] == "duration reached" and st["blocks"] > 20
+    assert any("unplugged" in m for m in caplog.messages)
+    assert any("flaky device not there" in m for m in caplog.messages)
+
+
+def test_first_open_failure_is_an_error():
+    class Absent(FlakyBackend):
+        def open(self, runner):
+            raise DeviceError("no such device")
+    with pytest.raises(DeviceError, match="no such device"):
+        Runner(Console(FS, 64, 2, 1), Absent(), rt_priority=False).run(duration_s=1.0)
+
+
+def test_rule_policy_drives_the_console_and_manual_wins(tmp_path):
+    """The real control path: FeatureExtractor on the audio side, RulePolicy on the control
+    thread at 10 Hz, blended by automation level; a manual setting never moves."""
+    pytest.importorskip("edgemix.automix.rules")
+    from edgemix.rt.commands import build_runner
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('[backend]\nkind = "synthetic"\npaced = true\nduration_s = 1.5\noutput = ""\n'
+                   '[model]\npolicy = "rules"\nhop_ms = 100\n'
+                   '[[channels]]\nrole = "kick"\n'
+                   '[[channels]]\nrole = "bass"\nfader_db = -5\npan = 0.3\n'
+                   '[[channels]]\nrole = "lead_vocal"\nautomation = 0.0\n')
+    session = load_session(cfg)
+    runner, _ = build_runner(session, rt_priority=False)
+    st = runner.run()
+    ctl = st["control"]
+    assert ctl["errors"] == 0 and ctl["updates"] >= 5, ctl
+    cp = runner.console.channel_params
+    base = session.channel_params()
+    assert cp[1, P.CH.fader_db] == -5.0 and cp[1, P.CH.pan] == 0.3   # manual wins
+    assert np.array_equal(cp[2], base[2])                            # automation 0
+    assert not np.array_equal(cp[0], base[0])                        # automation 1 moved
+
+
+def _peak_bytes(f, n=2000):
+    import tracemalloc
+    for _ in range(50):
+        f()
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    base, _ = tracemalloc.get_traced_memory()
+    tracemalloc.reset_peak()
+    for _ in range(n):
+        f()
+    _, peak = tracemalloc.get_traced_memory()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    grown = sum(s.size_diff for s in after.compare_to(before, "filename") if s.size_diff > 0)
+    return peak - base, grown
+
+
+def test_audio_path_does_not_allocate(tmp_path):
+    """Runner.process = Console.process + recorder push + timing.  Against the console
+    alone, the runner's part leaves nothing behind over 3000 blocks and allocates nothing
+    transient beyond small Python scalars (an array the size of one block would show)."""
+    c = Console(FS, 64, 8, 2)
+    rec = Recorder(tmp_path / "r", 8, FS, capacity_s=0.5, flush_ms=10_000)
+    r = Runner(c, Backend(8, FS, 64), rt_priority=False, recorder=rec)
+    r.warmup()
+    x = np.random.default_rng(0).standard_normal((64, 8)).astype(np.float32) * 0.1
+    y = np.zeros((64, 2), np.float32)
+    console_peak, _ = _peak_bytes(lambda: c.process(x, out=y), 3000)
+    runner_peak, grown = _peak_bytes(lambda: r.process(x, y), 3000)
+    assert grown < 4096, grown
+    # a (64, 2) float32 array alone is 512 bytes of data plus its header
+    assert runner_peak - console_peak < 512, (runner_peak, console_peak)
+    assert rec.ring.dropped_blocks > 0  # the ring filled (nobody drained it) and counted
