@@ -22,18 +22,21 @@ FASTMATH = frozenset({"nsz", "arcp", "contract", "afn"})
 
 
 def _source_key() -> str:
-    """A hash of every module in the package.
+    """A hash of every module that defines kernels (those that import this one).
 
     Numba's cache checks only the file of the function it caches, so a fused kernel that
     calls kernels from other modules would keep running a stale copy of them after an
-    upgrade or an edit.  Keying the cache folder by the whole package's source makes any
-    change start a fresh cache.
+    upgrade or an edit.  Keying the cache folder by the source of every kernel module (and
+    the schema they read constants from) makes any change there start a fresh cache, while
+    an edit to, say, the CLI keeps it.
     """
     h = hashlib.sha256(numba.__version__.encode())
     root = pathlib.Path(__file__).resolve().parents[1]
     for f in sorted(root.rglob("*.py")):
-        h.update(f.relative_to(root).as_posix().encode())
-        h.update(f.read_bytes())
+        text = f.read_bytes()
+        if b"_jit import" in text or f.name in ("_jit.py", "params.py"):
+            h.update(f.relative_to(root).as_posix().encode())
+            h.update(text)
     return h.hexdigest()[:16]
 
 

@@ -1,0 +1,293 @@
+"""``edgemix mix`` and ``edgemix demo``: offline auto-mixing through the live engine.
+
+Both run exactly what ``edgemix run`` runs live: the session's console, the offline backend
+(blocks of the session's block size, as fast as possible) and the control loop
+(features -> policy -> automation levels -> ``Console.stage``).  Only the source differs: a
+folder of stems for ``mix``, a synthesised multitrack session for ``demo``.  Each writes the
+mix and a report of what was set on every channel and why.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import threading
+import time
+
+import click
+import numpy as np
+
+from edgemix import params as P
+from edgemix.errors import UserError
+
+#: Parameters the report shows per channel, in console order.
+REPORT_PARAMS = ("trim_db", "polarity_invert", "hpf_hz", "eq1_gain_db", "eq2_hz", "eq2_gain_db",
+                 "eq3_hz", "eq3_gain_db", "eq4_gain_db", "comp_threshold_db", "comp_ratio",
+                 "comp_attack_ms", "comp_release_ms", "comp_makeup_db", "automix_on",
+                 "fader_db", "pan", "aux1_send_db")
+
+POLICIES = ("auto", "model", "rules", "none")
+
+
+def resolve_policy(kind: str) -> str:
+    """``auto`` is the shipped model where its files are present, else the rule policy."""
+    if kind != "auto":
+        return kind
+    try:
+        from edgemix.automix.model_policy import default_model_available
+    except ImportError:
+        return "rules"
+    return "model" if default_model_available() else "rules"
+
+
+@dataclasses.dataclass
+class MixResult:
+    session: object
+    stats: dict
+    channel_params: np.ndarray
+    explanations: list
+    meters: object
+    seconds: float
+    policy: str
+
+    def report(self) -> dict:
+        chans = []
+        for i, ch in enumerate(self.session.channels):
+            row = {"name": ch.name, "input": ch.input, "role": ch.role, "colour": ch.colour,
+                   "automation": ch.automation,
+                   "manual": {k: float(v) for k, v in ch.manual.items()},
+                   "params": {n: float(self.channel_params[i, getattr(P.CH, n)])
+                              for n in REPORT_PARAMS},
+                   "why": dict(self.explanations[i]) if i < len(self.explanations) else {}}
+            chans.append(row)
+        m = self.meters
+        return {
+            "policy": self.policy,
+            "sample_rate_hz": self.session.sample_rate_hz,
+            "block_size": self.session.block_size,
+            "seconds": self.seconds,
+            "master": {"integrated_lufs": m.integrated_lufs, "true_peak_dbtp": m.true_peak_dbtp,
+                       "loudness_range_lu": m.loudness_range_lu,
+                       "max_short_term_lufs": m.short_term_lufs},
+            "channels": chans,
+            "run": {k: v for k, v in self.stats.items() if _jsonable(v)},
+        }
+
+
+def _jsonable(v) -> bool:
+    try:
+        json.dumps(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def mix_session(session, *, policy: str = "auto", progress: bool = True) -> MixResult:
+    """Run ``session`` (an offline or synthetic backend) through the runner; block until the
+    source ends.  Raises ``UserError`` for anything the user can fix."""
+    from edgemix.rt.backend import DeviceError
+    from edgemix.rt.commands import build_runner
+    from edgemix.session import SessionError
+
+    kind = resolve_policy(policy)
+    session = dataclasses.replace(session, model=dataclasses.replace(session.model, policy=kind))
+    try:
+        runner, session = build_runner(session, rt_priority=False)
+    except (SessionError, DeviceError, ValueError) as e:
+        raise UserError(str(e)) from None
+    total = getattr(getattr(runner.backend, "source", None), "total_frames", None)
+    result: dict = {}
+
+    def work():
+        try:
+            result["stats"] = runner.run()
+        except BaseException as e:  # handed to the caller's thread
+            result["error"] = e
+
+    t0 = time.monotonic()
+    worker = threading.Thread(target=work, name="edgemix-mix")
+    worker.start()
+    if progress and total:
+        from tqdm import tqdm
+        # disable=None: a bar on a terminal, nothing in a log or a pipe
+        with tqdm(total=total, unit="frame", unit_scale=True, desc="mixing", leave=False,
+                  disable=None) as bar:
+            while worker.is_alive():
+                worker.join(0.1)
+                bar.update(min(runner.frames, total) - bar.n)
+    worker.join()
+    if "error" in result:
+        e = result["error"]
+        if isinstance(e, (SessionError, DeviceError, ValueError)):
+            raise UserError(str(e)) from None
+        raise e
+    control = getattr(runner, "control", None)
+    expl = getattr(control, "last_explanations", None) or [{} for _ in session.channels]
+    return MixResult(session=session, stats=result["stats"],
+                     channel_params=runner.console.channel_params, explanations=expl,
+                     meters=runner.console.meters, seconds=time.monotonic() - t0, policy=kind)
+
+
+def _fmt(name: str, v: float) -> str:
+    try:
+        from edgemix.automix.explain import format_value
+        return format_value(name, v)
+    except ImportError:
+        return f"{v:g}"
+
+
+def write_report(res: MixResult, out_dir: pathlib.Path, mix_path: pathlib.Path) -> tuple:
+    """``report.json`` (everything) and ``report.md`` (for people) beside the mix."""
+    rep = res.report()
+    rep["mix"] = str(mix_path)
+    jpath = out_dir / "report.json"
+    jpath.write_text(json.dumps(rep, indent=1, allow_nan=True))
+    m = rep["master"]
+    lines = [f"# edgemix mix report", "",
+             f"Mix: `{mix_path}`; policy: **{rep['policy']}**; "
+             f"{rep['sample_rate_hz']} Hz, {rep['block_size']}-frame blocks.", "",
+             f"Master: integrated {m['integrated_lufs']:.1f} LUFS, true peak "
+             f"{m['true_peak_dbtp']:.1f} dBTP, loudness range {m['loudness_range_lu']:.1f} LU.",
+             "", "| channel | role | automation | trim | HPF | comp | fader | pan | reverb send |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for c in rep["channels"]:
+        p = c["params"]
+        comp = ("off" if p["comp_ratio"] <= 1.0 else
+                f"{p['comp_ratio']:.1f}:1 at {p['comp_threshold_db']:.0f} dB")
+        lines.append(f"| {c['name']} | {c['role']} | {c['automation']:.2f} | "
+                     f"{_fmt('trim_db', p['trim_db'])} | {_fmt('hpf_hz', p['hpf_hz'])} | {comp} | "
+                     f"{_fmt('fader_db', p['fader_db'])} | {_fmt('pan', p['pan'])} | "
+                     f"{_fmt('aux1_send_db', p['aux1_send_db'])} |")
+    lines += ["", "## Why", ""]
+    for c in rep["channels"]:
+        why = c["why"]
+        manual = c["manual"]
+        if not why and not manual:
+            continue
+        lines.append(f"**{c['name']}** ({c['role']})")
+        for name, value in manual.items():
+            lines.append(f"- {name} = {value:g}: your setting (manual settings always win)")
+        for name, sentence in why.items():
+            lines.append(f"- {sentence}")
+        lines.append("")
+    mpath = out_dir / "report.md"
+    mpath.write_text("\n".join(lines) + "\n")
+    return jpath, mpath
+
+
+def _summary(res: MixResult, mix_path) -> str:
+    m = res.meters
+    s = res.stats
+    share = s.get("block_time_share", {})
+    return (f"edgemix: {len(res.session.channels)} channels mixed by the {res.policy} policy into "
+            f"{mix_path}: {m.integrated_lufs:.1f} LUFS, true peak {m.true_peak_dbtp:.1f} dBTP; "
+            f"{s.get('blocks', 0)} blocks, p99 block time {100 * share.get('p99', math.nan):.0f} % "
+            f"of the deadline, {res.seconds:.1f} s")
+
+
+@click.command("mix")
+@click.argument("stems", type=click.Path())
+@click.option("-o", "--output", default="mix.wav", show_default=True, help="the mix (WAV)")
+@click.option("--params", "params_file", type=click.Path(dir_okay=False),
+              help="session TOML: channel names, roles, automation levels, manual settings")
+@click.option("--policy", type=click.Choice(POLICIES), default="auto", show_default=True,
+              help="who proposes settings: the model, the rules, or nobody (manual mix)")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+def mix_command(stems, output, params_file, policy, as_json):
+    """Mix a folder of WAV stems (one file per input) offline and write a report."""
+    from edgemix.session import SessionError, default_session, load_session
+    try:
+        session = load_session(params_file) if params_file else default_session(0)
+    except SessionError as e:
+        raise UserError(str(e)) from None
+    out = pathlib.Path(output)
+    b = dataclasses.replace(session.backend, kind="offline", inputs=(str(stems),),
+                            output=str(out), paced=False)
+    session = dataclasses.replace(session, backend=b)
+    if not params_file:
+        session = _roles_from_names(session, stems)
+    res = mix_session(session, policy=policy, progress=not as_json)
+    write_report(res, out.parent if str(out.parent) else pathlib.Path("."), out)
+    click.echo(json.dumps(res.report()) if as_json else _summary(res, out))
+
+
+def _roles_from_names(session, stems):
+    """Without a session file: one channel per stem, named and role-guessed from file names."""
+    from edgemix.rt.offline import StemError, expand_inputs, probe_stems
+    from edgemix.session import ChannelConfig
+    try:
+        paths = expand_inputs([stems])
+        _, _, chans = probe_stems(paths)
+    except StemError as e:
+        raise UserError(str(e)) from None
+    guess = _role_guesser()
+    channels, k = [], 1
+    for p, n in zip(paths, chans):
+        for j in range(n):
+            name = p.stem if n == 1 else f"{p.stem}.{j + 1}"
+            role = guess(p.stem)
+            channels.append(ChannelConfig(name=name, input=k, role=role, colour=_colour(role)))
+            k += 1
+    return dataclasses.replace(session, channels=tuple(channels), channels_given=True)
+
+
+def _role_guesser():
+    try:
+        from export.synth import guess_role
+        return guess_role
+    except ImportError:
+        return lambda name: "other"
+
+
+def _colour(role: str) -> str:
+    from edgemix.roles import colour_of
+    return colour_of(role)
+
+
+@click.command("demo")
+@click.option("-o", "--out-dir", default="out/demo", show_default=True,
+              help="where the stems, the mix and the report go")
+@click.option("--seconds", type=click.FloatRange(2, 600), default=20.0, show_default=True)
+@click.option("--channels", "n_channels", type=click.IntRange(2, 32), default=8,
+              show_default=True)
+@click.option("--kind", type=click.Choice(["band", "speech"]), default="band", show_default=True,
+              help="a band, or a speech panel (gain sharing)")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--policy", type=click.Choice(POLICIES), default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+def demo_command(out_dir, seconds, n_channels, kind, seed, policy, as_json):
+    """Synthesise a multitrack session and auto-mix it through the live engine."""
+    import soundfile as sf
+    from export.synth import synth_session
+    from edgemix.session import ChannelConfig, default_session
+
+    out = pathlib.Path(out_dir)
+    stems_dir = out / "stems"
+    try:
+        stems_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{out}: cannot create it ({e.strerror}): choose a writable --out-dir")
+    for old in stems_dir.glob("*.wav"):  # a previous demo's stems: this one replaces them
+        old.unlink()
+    syn = synth_session(seed, seconds=seconds, n_channels=n_channels, kind=kind)
+    channels = []
+    for i, role in enumerate(syn.roles):
+        name = f"{i + 1:02d}_{role}"
+        sf.write(str(stems_dir / f"{name}.wav"), syn.stems[:, i], syn.sample_rate_hz,
+                 subtype="FLOAT")
+        channels.append(ChannelConfig(name=name, input=i + 1, role=role, colour=_colour(role)))
+    mix_path = out / "mix.wav"
+    session = default_session(0)
+    session = dataclasses.replace(
+        session, sample_rate_hz=int(syn.sample_rate_hz), channels=tuple(channels),
+        channels_given=True,
+        backend=dataclasses.replace(session.backend, kind="offline", inputs=(str(stems_dir),),
+                                    output=str(mix_path), paced=False))
+    res = mix_session(session, policy=policy, progress=not as_json)
+    jpath, mpath = write_report(res, out, mix_path)
+    if as_json:
+        click.echo(json.dumps(res.report()))
+    else:
+        click.echo(_summary(res, mix_path))
+        click.echo(f"edgemix: stems in {stems_dir}/, report in {mpath}")
