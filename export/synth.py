@@ -170,22 +170,26 @@ def _adsr(n, sr, attack_s, decay_s, sustain, release_s):
     return env
 
 
-def active_loudness_lufs(x: np.ndarray, sr: float, gate_rel_lu: float = -20.0) -> float:
-    """K-weighted loudness of the 100 ms hops above -70 LUFS and within ``gate_rel_lu`` of
-    the loudest hop (the "when it plays" level; -inf for silence).  ``x`` is ``(frames,)``
-    or ``(frames, channels)``; channel powers add (BS.1770 eq. 2 with G = 1)."""
+def _k_weighted_hop_powers(x: np.ndarray, sr: float) -> np.ndarray:
+    """Mean K-weighted power of each whole 100 ms hop (BS.1770 eq. 1-2; channel powers add,
+    G = 1); ``x`` is ``(frames,)`` or ``(frames, channels)``.  Empty when under one hop."""
     c = k_weighting_coefficients(sr)
     x = np.asarray(x, dtype=np.float64)
     y = scipy.signal.lfilter(c[0:3], [1.0, c[3], c[4]], x, axis=0)
     y = scipy.signal.lfilter(c[5:8], [1.0, c[8], c[9]], y, axis=0)
     hop = int(round(0.1 * sr))
     n = y.shape[0] // hop
-    if n == 0:
+    z = (y[:n * hop].reshape((n, hop) + y.shape[1:]) ** 2).mean(axis=1)
+    return z.sum(axis=1) if z.ndim > 1 else z
+
+
+def active_loudness_lufs(x: np.ndarray, sr: float, gate_rel_lu: float = -20.0) -> float:
+    """K-weighted loudness of the 100 ms hops above -70 LUFS and within ``gate_rel_lu`` of
+    the loudest hop (the "when it plays" level; -inf for silence).  ``x`` is ``(frames,)``
+    or ``(frames, channels)``; channel powers add (BS.1770 eq. 2 with G = 1)."""
+    z = _k_weighted_hop_powers(x, sr)
+    if z.size == 0:
         return -math.inf
-    y = y[:n * hop].reshape((n, hop) + y.shape[1:]) ** 2
-    z = y.mean(axis=1)
-    if z.ndim > 1:
-        z = z.sum(axis=1)
     with np.errstate(divide="ignore"):
         l_hop = -0.691 + 10.0 * np.log10(z)
     keep = (l_hop > -70.0) & (l_hop > l_hop.max() + gate_rel_lu)
@@ -209,17 +213,10 @@ def source_level_lufs(x: np.ndarray, sr: float,
     its sources with it (``NOMINAL_LUFS``) and the teacher stages gain with it, so on a
     synthesised session the teacher's trims undo the recording offsets.
     """
-    c = k_weighting_coefficients(sr)
-    x = np.asarray(x, dtype=np.float64)
-    y = scipy.signal.lfilter(c[0:3], [1.0, c[3], c[4]], x, axis=0)
-    y = scipy.signal.lfilter(c[5:8], [1.0, c[8], c[9]], y, axis=0)
-    hop = int(round(0.1 * sr))
-    n = y.shape[0] // hop
+    z = _k_weighted_hop_powers(x, sr)
+    n = z.size
     if n == 0:
         return -math.inf
-    z = (y[:n * hop].reshape((n, hop) + y.shape[1:]) ** 2).mean(axis=1)
-    if z.ndim > 1:
-        z = z.sum(axis=1)
     k = max(1, int(math.ceil(top_fraction * n)))
     top = np.sort(z)[n - k:]
     p = float(top.mean())
@@ -731,35 +728,22 @@ def load_stems(folder) -> Session:
     """Read a folder of mono stems (WAV/FLAC/AIFF/OGG, sorted by name) as a ``Session``.
 
     All files must share one sample rate and length; roles are guessed from the names.
+    The checks and their one-line messages are the runtime's
+    (:func:`edgemix.rt.offline.probe_stems`); errors are ``ValueError``.
     Ground-truth fields are unknown: offsets 0 dB, NaN where a value cannot be known.
     """
-    import soundfile as sf
+    from edgemix.rt.offline import StemSource, expand_inputs
     folder = pathlib.Path(folder)
     if not folder.is_dir():
         raise ValueError(f"{folder}: not a folder; give the folder that holds the stems")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _AUDIO_EXT)
-    if not files:
-        raise ValueError(f"{folder}: no audio files ({', '.join(_AUDIO_EXT)}) found")
-    data = []
-    sr0 = None
-    for p in files:
-        try:
-            x, sr = sf.read(str(p), dtype="float32", always_2d=True)
-        except Exception as e:  # soundfile raises several types for bad files
-            raise ValueError(f"cannot read {p.name}: {e}".splitlines()[0]) from None
-        if x.shape[1] != 1:
-            raise ValueError(f"{p.name} has {x.shape[1]} channels: export mono stems "
-                             "(one file per channel)")
-        if sr0 is None:
-            sr0 = sr
-        elif sr != sr0:
-            raise ValueError(f"{p.name} is {sr} Hz but {files[0].name} is {sr0} Hz: "
-                             "resample the stems to one rate")
-        if data and len(x) != len(data[0]):
-            raise ValueError(f"{p.name} has {len(x)} frames but {files[0].name} has "
-                             f"{len(data[0])}: trim or pad the stems to one length")
-        data.append(x[:, 0])
-    stems = np.ascontiguousarray(np.stack(data, axis=1), dtype=np.float32)
+    files = expand_inputs([folder], suffixes=_AUDIO_EXT)
+    source = StemSource(files, mono=True, same_length=True)
+    try:
+        stems = np.zeros((source.total_frames, source.n_channels), np.float32)
+        source.read(stems)
+    finally:
+        source.close()
+    sr0 = source.sample_rate_hz
     n = stems.shape[1]
     nan = np.full(n, np.nan)
     return Session(

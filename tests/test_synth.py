@@ -98,10 +98,13 @@ def test_load_stems(tmp_path):
         load_stems(tmp_path)
     (tmp_path / "06_stereo.wav").unlink()
     (tmp_path / "07_bad.wav").write_bytes(b"not a wav")
-    with pytest.raises(ValueError, match="cannot read 07_bad.wav"):
+    # the checks and messages are the runtime's (edgemix.rt.offline.probe_stems)
+    with pytest.raises(ValueError, match="07_bad.wav: not a readable audio file"):
         load_stems(tmp_path)
     with pytest.raises(ValueError, match="no audio files"):
         load_stems(_empty(tmp_path))
+    with pytest.raises(ValueError, match="not a folder"):
+        load_stems(tmp_path / "01_Kick_In.wav")
 
 
 def _empty(tmp_path):

@@ -1,0 +1,52 @@
+"""Auto-mix policies (rules, model), automation levels and explanations.
+
+:func:`make_policy` is the one place a policy is built from its name; the CLI, the runner
+and the offline mix commands all call it.
+"""
+from __future__ import annotations
+
+#: Policy names a session (``model.policy``) may give.
+POLICY_KINDS = ("none", "rules", "model")
+
+#: ``session.model.backend`` -> the :func:`edgemix.infer.load` backend of that name.
+_INFER_BACKENDS = {"numpy": "numpy", "numba": "numba", "onnx": "onnxruntime",
+                   "tflite": "litert"}
+
+
+def make_policy(kind: str, session):
+    """The policy ``kind`` for ``session`` (an :class:`edgemix.session.Session`).
+
+    ``"rules"``: :class:`~edgemix.automix.rules.RulePolicy` keyed on the roles of the
+    session's channels; ``"model"``: :class:`~edgemix.automix.model_policy.ModelPolicy`
+    loading ``session.model.path`` (the shipped model when empty) with
+    ``session.model.backend``; ``"none"``: None (a manual mix).  Anything the user can fix
+    (an unknown name, missing model files, a part of edgemix this install lacks) is a
+    one-line :class:`~edgemix.session.SessionError`.
+    """
+    from edgemix.session import SessionError
+    where = f"{getattr(session, 'path', 'session')}: model.policy = {kind!r}"
+    if kind == "none":
+        return None
+    if kind == "rules":
+        from edgemix.automix.rules import RulePolicy
+        return RulePolicy([c.role for c in session.channels])
+    if kind != "model":
+        raise SessionError(f"{where}: unknown policy, use one of {', '.join(POLICY_KINDS)}")
+    try:  # lazily: the model policy pulls in the inference backends
+        from edgemix.automix.model_policy import ModelPolicy
+    except ImportError as e:
+        raise SessionError(f"{where} needs a part of edgemix this install lacks ({e}): "
+                           "use policy = \"rules\"") from None
+    path = session.model.path or None
+    backend = _INFER_BACKENDS.get(session.model.backend)
+    if path is not None and backend is not None and session.model.backend == "numpy":
+        # "numpy" is the session default: let the file's suffix pick for .onnx/.tflite
+        from edgemix.infer import BACKENDS
+        if BACKENDS[backend] != str(path).lower()[-len(BACKENDS[backend]):]:
+            backend = None
+    try:
+        return ModelPolicy(path, backend=backend)
+    except (OSError, ValueError, ImportError) as e:  # ModelLoadError is a ValueError
+        msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
+        raise SessionError(f"{where}: cannot load the model ({msg}): build it with "
+                           "`python -m export.build_models` or use policy = \"rules\"") from None

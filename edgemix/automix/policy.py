@@ -129,6 +129,41 @@ class Proposal:
         self.explanations[channel][name] = why
 
 
+def as_proposal(result, n_channels: int) -> Proposal:
+    """Any policy's answer as a :class:`Proposal` for ``n_channels`` channels.
+
+    ``result`` is a :class:`Proposal`, an array ``(n, N_CH)`` in units (NaN = no opinion),
+    an array ``(n, len(MODEL_OUTPUTS))`` (the model head's columns), or a tuple whose first
+    item is one of those and whose second (optional) is the explanations.  An infinite value
+    or a wrong shape is a ``ValueError`` (the control loop counts it and keeps the last good
+    parameters).
+    """
+    explanations = None
+    if isinstance(result, tuple):
+        result, explanations = result[0], (result[1] if len(result) > 1 else None)
+    if isinstance(result, Proposal):
+        prop = result
+    else:
+        arr = np.asarray(result, dtype=np.float64)
+        if arr.shape == (n_channels, P.N_CH):
+            prop = Proposal(arr.copy(), tuple({} for _ in range(n_channels)))
+        elif arr.shape == (n_channels, len(P.MODEL_OUTPUTS)):
+            prop = Proposal.from_model_outputs(arr)
+        else:
+            raise ValueError(f"policy proposed an array of shape {arr.shape}: expected "
+                             f"({n_channels}, {P.N_CH}) or ({n_channels}, "
+                             f"{len(P.MODEL_OUTPUTS)})")
+        if explanations is not None and all(isinstance(e, dict) for e in explanations) \
+                and len(explanations) == n_channels:
+            prop.explanations = tuple(dict(e) for e in explanations)
+    if prop.values.shape != (n_channels, P.N_CH):
+        raise ValueError(f"policy proposed for {prop.values.shape[0]} channels: expected "
+                         f"{n_channels}")
+    if np.isinf(prop.values).any():
+        raise ValueError("policy proposed an infinite parameter (NaN means no opinion)")
+    return prop
+
+
 class Policy(abc.ABC):
     """Features in, proposed channel parameters (units) and explanations out.
 
@@ -242,6 +277,12 @@ class Automation:
         self.level = np.array(_as_level(self.level, (n, P.N_CH)), dtype=np.float64)
         self.locked = np.zeros((n, P.N_CH), dtype=bool) if self.locked is None else \
             np.array(np.broadcast_to(self.locked, (n, P.N_CH)), dtype=bool)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every proposal so far: targets back to the manual settings, no smoothing
+        history, no switch held (manual settings, locks and levels are kept)."""
+        n = int(self.n_channels)
         self.targets = self.manual.copy()
         self._hold = np.zeros((n, P.N_CH), dtype=np.int64)
         self._smooth = np.full((n, P.N_CH), np.nan)       # smoothed proposal, 0..1 scale

@@ -16,19 +16,11 @@ import sys
 
 import click
 
+from edgemix.errors import UserError
 from edgemix.session import Session, SessionError, default_session, load_session, with_channel_count
 from edgemix.rt.backend import DeviceError
 
 log = logging.getLogger("edgemix.rt")
-
-
-class UserError(click.ClickException):
-    """One line on stderr, exit status 2."""
-
-    exit_code = 2
-
-    def show(self, file=None):
-        click.echo(f"edgemix: error: {self.message}", err=True)
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -40,21 +32,10 @@ def _setup_logging(verbose: bool = False) -> None:
 
 
 def load_policy(session: Session):
-    """The session's auto-mix policy (an :mod:`edgemix.automix` Policy), or None for
-    ``policy = "none"``: ``rules`` keys on each channel's role, ``model`` loads
-    ``model.path`` with ``model.backend``."""
-    kind = session.model.policy
-    if kind == "none":
-        return None
-    try:
-        if kind == "rules":
-            from edgemix.automix.rules import RulePolicy
-            return RulePolicy([c.role for c in session.channels])
-        from edgemix.automix.model_policy import ModelPolicy
-        return ModelPolicy(session.model.path, backend=session.model.backend)
-    except ImportError as e:
-        raise SessionError(f"{session.path}: model.policy = {kind!r} needs a part of edgemix "
-                           f"this install lacks ({e}): use policy = \"none\"") from None
+    """The session's auto-mix policy (``model.policy``) from
+    :func:`edgemix.automix.make_policy`, or None for ``policy = "none"``."""
+    from edgemix.automix import make_policy
+    return make_policy(session.model.policy, session)
 
 
 def build_runner(session: Session, *, record_dir=None, server: str | None = None,

@@ -1,13 +1,32 @@
-"""The control thread: features -> policy -> parameters, every hop, never waited on.
+"""The control path: input ring -> features -> policy -> automation -> parameters, per hop.
 
-Every ``hop_s`` (default 0.1 s = 10 Hz, on an absolute schedule so hops do not drift) the
-loop takes a feature snapshot, asks the policy for proposed channel parameters
-(``policy.propose(snapshot)``, the :mod:`edgemix.automix` interface), blends the proposal
-with the session's manual settings by each channel's automation level, puts every locked
-(manual) parameter back, and publishes the result with ``Console.stage`` (latest wins; the
-audio thread picks it up at its next block and never waits).
+The audio thread does nothing here but :meth:`ControlLoop.push`: one kernel call that appends
+the raw input block to a preallocated single-producer/single-consumer
+:class:`~edgemix.rt.ring.FrameRing` (the recorder's kind).  A full ring drops the block and
+counts it; the audio thread never waits (DESIGN.md, real-time rules).
 
-An exception anywhere in a hop keeps the last good parameters, is counted in ``errors`` and
+:meth:`ControlLoop.advance` is the consumer.  It feeds every frame in the ring, in order, to
+the feature extractor and, each time the input crosses a hop boundary of its own sample
+clock (frame ``k * hop_frames``, the boundary the extractor's snapshot is taken at), runs one
+:meth:`ControlLoop.step`: feature snapshot -> ``policy.propose`` ->
+:class:`edgemix.automix.policy.Automation` (automation levels, locked manual settings,
+smoothing, dead band, slew, switch hold) -> ``Console.stage`` (latest wins; the audio thread
+picks it up at its next block).  Feeding stops exactly at each boundary before the step, so
+the step sees the snapshot of exactly that hop whatever the ring held.
+
+Who calls :meth:`advance`:
+
+* **live** backends (JACK, PortAudio): the control thread (:meth:`start`), woken on the wall
+  clock four times per hop; it steps once per hop boundary the ring has reached.
+* **offline** backends (``drives_control = True``): the backend itself, synchronously,
+  before each block (``Runner.step_control``).  Every step then happens before the first
+  block that starts at or after its boundary, so the parameter trajectory depends only on
+  the input and the policy, never on the machine's speed: live equals offline.
+
+Both orders of events give the same sequence of staged parameters for the same input (the
+hop boundaries are on the sample clock); only when each is picked up differs.
+
+An exception anywhere in a step keeps the last good parameters, is counted in ``errors`` and
 its text kept in ``last_error`` (DESIGN.md: fail soft on the control path).
 """
 from __future__ import annotations
@@ -18,54 +37,16 @@ import time
 
 import numpy as np
 
-from edgemix import params as P
+from edgemix.automix.policy import Automation, as_proposal
+from edgemix.rt.ring import FrameRing
 
 log = logging.getLogger("edgemix.rt")
 
-
-def proposal_to_params(result, base: np.ndarray) -> np.ndarray:
-    """A policy's answer as a full ``(n_channels, N_CH)`` array in units.
-
-    ``result`` is an array of shape ``(n, N_CH)`` or ``(n, len(MODEL_OUTPUTS))`` (the model
-    head), or a tuple whose first item is one (e.g. ``(targets, explanations)``), or an
-    :class:`edgemix.automix.policy.Proposal` (``values``, NaN = no opinion).  Columns and
-    entries the policy does not give keep ``base``.
-    """
-    if isinstance(result, tuple):
-        result = result[0]
-    # an edgemix.automix Proposal: ``values`` with NaN where the policy has no opinion
-    result = getattr(result, "values", getattr(result, "params", result))
-    arr = np.asarray(result, dtype=np.float64)
-    n = base.shape[0]
-    if arr.shape == (n, P.N_CH):
-        return np.where(np.isnan(arr), base, arr)
-    if arr.shape == (n, len(P.MODEL_OUTPUTS)):
-        full = base.copy()
-        full[:, P.MODEL_OUTPUT_COLUMNS] = arr
-        return full
-    raise ValueError(f"policy proposed an array of shape {arr.shape}: expected ({n}, {P.N_CH}) "
-                     f"or ({n}, {len(P.MODEL_OUTPUTS)})")
-
-
-def blend(base: np.ndarray, proposal: np.ndarray, automation: np.ndarray,
-          locked: np.ndarray) -> np.ndarray:
-    """Mix ``proposal`` into ``base`` by each channel's automation level (0 = base, 1 =
-    proposal), along each parameter's own scale (log for Hz/ms: the schema's
-    ``to_norm``/``from_norm``); locked entries keep ``base`` exactly."""
-    if not np.isfinite(proposal).all():
-        raise ValueError("policy proposed a non-finite parameter")
-    a = np.clip(np.asarray(automation, dtype=np.float64), 0.0, 1.0)
-    manual, full = a == 0.0, a == 1.0
-    out = np.empty_like(base)
-    for j, spec in enumerate(P.CHANNEL_PARAMS):
-        u = (1.0 - a) * spec.to_norm(base[:, j]) + a * spec.to_norm(proposal[:, j])
-        out[:, j] = spec.from_norm(u)
-        # the ends and untouched entries exactly, not through a to_norm/from_norm round trip
-        out[full, j] = spec.clip(proposal[full, j])
-        same = manual | (proposal[:, j] == base[:, j])
-        out[same, j] = base[same, j]
-    out[locked] = base[locked]
-    return out
+#: The input ring holds this many hops (plus one block), so a control thread that is a
+#: few hops late loses nothing.
+RING_HOPS = 4
+#: The live control thread looks at the ring this many times per hop.
+POLLS_PER_HOP = 4
 
 
 def meter_snapshot(console):
@@ -77,61 +58,159 @@ def meter_snapshot(console):
 
 
 class ControlLoop:
-    """Runs ``policy.propose`` every ``hop_s`` on its own thread and stages the result."""
+    """Features and policy for ``console``, one step per hop of the input's sample clock.
 
-    def __init__(self, console, policy, snapshot_fn, base_params: np.ndarray,
-                 automation: np.ndarray, locked: np.ndarray, master_params: np.ndarray,
-                 hop_s: float = 0.1):
-        if hop_s <= 0:
-            raise ValueError(f"control hop {hop_s} s: use a positive number (0.1 = 10 Hz)")
+    ``policy``: any object with ``propose(snapshot)`` returning what
+    :func:`~edgemix.automix.policy.as_proposal` accepts, or None (features only).
+    ``automation``: the :class:`~edgemix.automix.policy.Automation` holding the manual
+    settings, locks and levels.  ``features``: an object with ``process((frames, channels))``,
+    ``snapshot()``, ``reset()`` and ``hop_frames`` (a
+    :class:`~edgemix.features.FeatureExtractor`), or None: the console's meters are the
+    snapshot and the hop is ``hop_s``.
+
+    Threads: :meth:`push` is the audio thread's; :meth:`advance`, :meth:`step` and
+    :meth:`reset` belong to one consumer (the control thread, or an offline backend's
+    thread); :meth:`stats` may be read from anywhere.
+    """
+
+    def __init__(self, console, policy, automation: Automation, *, features=None,
+                 master_params: np.ndarray | None = None, hop_s: float = 0.1,
+                 ring_hops: int = RING_HOPS):
+        if features is not None:
+            hop_frames = int(features.hop_frames)
+        else:
+            if not hop_s > 0:
+                raise ValueError(f"control hop {hop_s} s: use a positive number (0.1 = 10 Hz)")
+            hop_frames = max(1, int(round(hop_s * console.sample_rate_hz)))
+        if automation.n_channels != console.n_channels:
+            raise ValueError(f"automation for {automation.n_channels} channels, the console "
+                             f"has {console.n_channels}: make them agree")
         self.console = console
         self.policy = policy
-        self.snapshot_fn = snapshot_fn
-        self.base = np.array(base_params, dtype=np.float64)
-        self.automation = np.array(automation, dtype=np.float64)
-        self.locked = np.array(locked, dtype=bool)
-        self.master = np.array(master_params, dtype=np.float64)
-        self.hop_s = float(hop_s)
+        self.features = features
+        self.automation = automation
+        self.master = np.array(console.master_params if master_params is None
+                               else master_params, dtype=np.float64)
+        self.hop_frames = hop_frames
+        self.hop_s = hop_frames / console.sample_rate_hz
+        self.ring = FrameRing(int(ring_hops) * hop_frames + console.block_size,
+                              console.n_channels)
+        self._nothing = np.zeros((0, 0), np.float32)  # the ring's second part: none here
+        self.frames_in = 0        # frames consumed from the ring (fed to the features)
         self.hops = 0
         self.updates = 0
         self.errors = 0
         self.last_error: str | None = None
         self.last_good: np.ndarray | None = None
+        self.last_explanations: list[dict[str, str]] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def step(self) -> bool:
-        """One hop (control thread).  True when new parameters were staged."""
-        self.hops += 1
+    # ---- audio thread -------------------------------------------------------------------
+    def push(self, x: np.ndarray) -> bool:
+        """Audio thread: append the raw input block ``(frames, channels)`` float32
+        C-contiguous.  Never waits; False when the ring was full (dropped and counted)."""
+        return self.ring.push(x, self._nothing)
+
+    # ---- consumer -----------------------------------------------------------------------
+    def warmup(self) -> None:
+        """Compile the ring's push kernel for the audio thread's blocks (before a stream)."""
+        self.ring.warmup(self.console.n_channels)
+
+    def reset(self) -> None:
+        """Empty the ring, rewind the hop clock, forget features and proposals (no stream
+        may be running)."""
+        self.ring.idx[:] = 0
+        self.frames_in = 0
+        if self.features is not None:
+            self.features.reset()
+        self.automation.reset()
+
+    def advance(self) -> int:
+        """Feed everything in the ring to the features, stepping at each hop boundary
+        crossed; return the number of steps taken."""
+        steps = 0
+        while True:
+            regions = self.ring.read_regions()
+            if not regions:
+                return steps
+            for view in regions:
+                done = 0
+                while done < view.shape[0]:
+                    to_hop = self.hop_frames - self.frames_in % self.hop_frames
+                    k = min(to_hop, view.shape[0] - done)
+                    self._feed(view[done:done + k])
+                    done += k
+                    self.frames_in += k
+                    self.ring.advance(k)
+                    if k == to_hop:
+                        self.step()
+                        steps += 1
+
+    def _feed(self, frames: np.ndarray) -> None:
+        if self.features is None:
+            return
         try:
-            snap = self.snapshot_fn()
-            proposal = proposal_to_params(self.policy.propose(snap), self.base)
-            params = blend(self.base, proposal, self.automation, self.locked)
+            self.features.process(frames)
+        except Exception as e:  # the frames are lost to the features; the clock goes on
+            self._failed(e)
+
+    def step(self) -> bool:
+        """One hop: snapshot -> policy -> automation -> stage.  True when staged."""
+        self.hops += 1
+        if self.policy is None:
+            return False
+        n = self.console.n_channels
+        try:
+            snap = self.features.snapshot() if self.features is not None \
+                else meter_snapshot(self.console)
+            proposal = as_proposal(self.policy.propose(snap), n)
+            params = self.automation.step(proposal)
             self.console.stage(params, self.master)
         except Exception as e:  # keep the last good parameters: nothing was staged
-            self.errors += 1
-            self.last_error = f"{e.__class__.__name__}: {e}"
-            if self.errors == 1 or self.errors % 100 == 0:
-                log.warning("control hop failed (%d so far), keeping the last good "
-                            "parameters: %s", self.errors, self.last_error)
+            self._failed(e)
             return False
         self.last_good = params
+        self.last_explanations = self._explanations(proposal)
         self.updates += 1
         return True
 
+    def _explanations(self, proposal) -> list[dict[str, str]]:
+        """The proposal's sentences for the parameters automation may move (level above 0,
+        not locked): a manual setting is not explained by the policy."""
+        from edgemix import params as P
+        a = self.automation
+        out = []
+        for c, why in enumerate(proposal.explanations):
+            out.append({name: text for name, text in why.items()
+                        if name in P.CHANNEL_SPECS
+                        and a.level[c, getattr(P.CH, name)] > 0.0
+                        and not a.locked[c, getattr(P.CH, name)]})
+        return out
+
+    def _failed(self, e: Exception) -> None:
+        self.errors += 1
+        self.last_error = f"{e.__class__.__name__}: {e}"
+        if self.errors == 1 or self.errors % 100 == 0:
+            log.warning("control hop failed (%d so far), keeping the last good "
+                        "parameters: %s", self.errors, self.last_error)
+
+    # ---- live: the control thread -------------------------------------------------------
     def _run(self) -> None:
+        poll_s = self.hop_s / POLLS_PER_HOP
         t_next = time.monotonic()
         while True:
-            t_next += self.hop_s
+            t_next += poll_s
             delay = t_next - time.monotonic()
-            if delay < 0:  # a slow hop: skip the missed ones rather than bunch them up
+            if delay < 0:  # a slow step: skip the missed polls rather than bunch them up
                 t_next = time.monotonic()
                 delay = 0.0
             if self._stop.wait(delay):
                 return
-            self.step()
+            self.advance()
 
     def start(self) -> None:
+        """Start the control thread (live backends)."""
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="edgemix-control", daemon=True)
         self._thread.start()
@@ -144,4 +223,7 @@ class ControlLoop:
 
     def stats(self) -> dict:
         return {"hops": self.hops, "updates": self.updates, "errors": self.errors,
-                "last_error": self.last_error}
+                "last_error": self.last_error, "hop_frames": self.hop_frames,
+                "ring_capacity_frames": self.ring.capacity,
+                "ring_dropped_frames": self.ring.dropped_frames,
+                "ring_dropped_blocks": self.ring.dropped_blocks}

@@ -4,6 +4,11 @@ The same ``runner.process`` the live backends call runs here on a thread of its 
 block at a time, as fast as possible or paced in real time (``paced=True``: each block is
 released at its wall-clock time, for demos and for testing the live path without a device).
 
+The control path is driven from here, not from a wall-clock thread (``drives_control``):
+before each block the backend calls ``runner.step_control()``, which runs every control hop
+whose boundary on the sample clock the input has reached.  The parameter trajectory is then
+the same on any machine, paced or not.
+
 Stems are checked up front and every problem is one line naming the file and the fix:
 missing or unreadable files, files with no frames, mixed sample rates, mono and stereo
 stems mixed together.  Stems of different lengths are padded with silence to the longest.
@@ -23,16 +28,21 @@ class StemError(ValueError):
     """A stem file cannot be used; one line naming the file and the fix."""
 
 
-def expand_inputs(inputs) -> list[pathlib.Path]:
-    """A list of WAV paths: folders become their ``*.wav`` files in name order."""
+#: What a folder of stems is searched for by default.
+WAV_SUFFIXES = (".wav", ".wave")
+
+
+def expand_inputs(inputs, suffixes=WAV_SUFFIXES) -> list[pathlib.Path]:
+    """A list of stem paths: folders become their files with one of ``suffixes`` (lower
+    case, with the dot) in name order."""
     paths: list[pathlib.Path] = []
     for item in inputs:
         p = pathlib.Path(item)
         if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.suffix.lower() in (".wav", ".wave"))
+            found = sorted(q for q in p.iterdir() if q.suffix.lower() in suffixes)
             if not found:
-                raise StemError(f"{p}: folder holds no .wav files: put the stems there or "
-                                "list them in backend.inputs")
+                raise StemError(f"{p}: the folder holds no audio files "
+                                f"({', '.join(suffixes)}): put the stems there")
             paths.extend(found)
         else:
             paths.append(p)
@@ -41,8 +51,12 @@ def expand_inputs(inputs) -> list[pathlib.Path]:
     return paths
 
 
-def probe_stems(paths) -> tuple[int, int, list[int]]:
-    """Check every stem; return (sample rate, frames of the longest, channels per stem)."""
+def probe_stems(paths, *, mono: bool = False,
+                same_length: bool = False) -> tuple[int, int, list[int]]:
+    """Check every stem; return (sample rate, frames of the longest, channels per stem).
+
+    ``mono``: every stem must have one channel; ``same_length``: every stem the same number
+    of frames (otherwise shorter stems are padded with silence by :class:`StemSource`)."""
     import soundfile as sf
     rate = None
     first = None
@@ -68,6 +82,12 @@ def probe_stems(paths) -> tuple[int, int, list[int]]:
             raise StemError(f"{p}: {info.channels} channel(s) but {first.name} has {chans[0]}: "
                             "do not mix mono and stereo stems, split stereo stems into mono "
                             "files (one per input)")
+        if mono and info.channels != 1:
+            raise StemError(f"{p}: {info.channels} channels: export mono stems (one file "
+                            "per channel)")
+        if same_length and longest and info.frames != longest:
+            raise StemError(f"{p}: {info.frames} frames but {first.name} has {longest}: "
+                            "trim or pad the stems to one length")
         chans.append(info.channels)
         longest = max(longest, info.frames)
     return rate, longest, chans
@@ -76,10 +96,12 @@ def probe_stems(paths) -> tuple[int, int, list[int]]:
 class StemSource:
     """Serve the stems as one ``(frames, inputs)`` stream, reading ahead in chunks."""
 
-    def __init__(self, paths, chunk_frames: int = 16384):
+    def __init__(self, paths, chunk_frames: int = 16384, *, mono: bool = False,
+                 same_length: bool = False):
         import soundfile as sf
         self.paths = [pathlib.Path(p) for p in paths]
-        self.sample_rate_hz, self.total_frames, chans = probe_stems(self.paths)
+        self.sample_rate_hz, self.total_frames, chans = probe_stems(
+            self.paths, mono=mono, same_length=same_length)
         self.n_channels = int(sum(chans))
         self._files = [sf.SoundFile(str(p)) for p in self.paths]
         self._chans = chans
@@ -122,10 +144,15 @@ class StemSource:
 class OfflineBackend(Backend):
     """Pull blocks from ``source`` (StemSource or SyntheticSource), write the mix to ``output``.
 
-    ``input_map[i]`` is the 1-based source input feeding console channel ``i``.
+    ``input_map[i]`` is the 1-based source input feeding console channel ``i``.  The control
+    path runs on this backend's thread, between blocks, at audio time (``drives_control``).
     """
 
     name = "offline"
+    #: The runner does not start a wall-clock control thread: this backend calls
+    #: ``runner.step_control()`` before every block.  Set it False on an instance (with
+    #: ``paced=True``) to exercise the live arrangement, a control thread on the wall clock.
+    drives_control = True
 
     def __init__(self, source, sample_rate_hz: float, block_size: int, *, output=None,
                  paced: bool = False, input_map=None):
@@ -187,6 +214,8 @@ class OfflineBackend(Backend):
             else:
                 np.copyto(self._x, x)
                 x, y = self._x, self._y
+            if self.drives_control:  # the hops the input has reached, before this block
+                self.runner.step_control()
             self.runner.process(x, y)
             if self.wav is not None:
                 self.wav.write(y)

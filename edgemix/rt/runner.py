@@ -12,7 +12,11 @@ What it does around a stream, in order (DESIGN.md, real-time rules):
    warning where it does not;
 5. time every block into a preallocated ring (:class:`~edgemix.rt.timing.BlockTimer`) and
    count late blocks and the backend's xruns;
-6. run the control loop (features -> policy -> ``Console.stage``) at its hop;
+6. hand every input block to the control path through a preallocated ring (one kernel
+   call, never waiting; drops counted) and run features -> policy -> automation ->
+   ``Console.stage`` off the audio thread at each hop of the input's sample clock: on the
+   control thread (live backends) or synchronously between blocks (offline backends, whose
+   ``drives_control`` is True: see :mod:`edgemix.rt.control`);
 7. stop gracefully on SIGINT/SIGTERM (when run on the main thread); when the device is lost,
    say so in one line and retry.
 """
@@ -42,9 +46,13 @@ RT_PRIORITY = 70
 class Runner:
     """Drive ``console`` from ``backend``.
 
-    ``process`` belongs to the backend's audio thread; everything else to the thread that
-    calls :meth:`run` (the owner).  ``policy`` is any object with ``propose(snapshot)``;
-    ``features`` an object with ``process(block)`` (audio thread) and ``snapshot()``.
+    ``process`` belongs to the backend's audio thread; :meth:`step_control` to an offline
+    backend's thread, between blocks; everything else to the thread that calls :meth:`run`
+    (the owner).  ``policy`` is any object with ``propose(snapshot)``; ``features`` an object
+    with ``process(block)``, ``snapshot()``, ``reset()`` and ``hop_frames`` (fed on the
+    control side, never on the audio thread).  ``base_params`` (the manual settings),
+    ``automation`` (levels 0..1 per channel) and ``locked`` make the
+    :class:`~edgemix.automix.policy.Automation` the proposals go through.
     """
 
     def __init__(self, console, backend: Backend, *, policy=None, features=None,
@@ -75,31 +83,29 @@ class Runner:
         self._stop = threading.Event()
         self._audio_thread_ready = False
         self.control = None
-        if policy is not None:
-            from edgemix import params as P
-            from edgemix.rt.control import ControlLoop, meter_snapshot
+        if policy is not None or features is not None:
+            from edgemix.automix.policy import Automation
+            from edgemix.rt.control import ControlLoop
             n = console.n_channels
-            snap = features.snapshot if features is not None else (lambda: meter_snapshot(console))
-            self.control = ControlLoop(
-                console, policy, snap,
-                base_params if base_params is not None else console.channel_params,
-                automation if automation is not None else np.ones(n),
-                locked if locked is not None else np.zeros((n, P.N_CH), bool),
-                master_params if master_params is not None else console.master_params,
-                hop_s=hop_s)
+            levels = np.ones(n) if automation is None else np.asarray(automation, np.float64)
+            auto = Automation(n, manual=console.channel_params if base_params is None
+                              else base_params, level=levels.reshape(n, 1), locked=locked)
+            self.control = ControlLoop(console, policy, auto, features=features,
+                                       master_params=master_params, hop_s=hop_s)
 
     # ---- audio thread ---------------------------------------------------------------------
     def process(self, x: np.ndarray, out: np.ndarray) -> None:
-        """Audio thread: mix one block into ``out``; time it; feed features and recorder."""
+        """Audio thread: mix one block into ``out``; time it; hand the input to the control
+        path's ring and the recorder (neither ever waits)."""
         t0 = perf_counter_ns()
         frames = x.shape[0]
         try:
             self.console.process(x, out=out)
-            if self.features is not None:
-                self.features.process(x)
         except Exception:  # fail soft: the output buffer is always filled
             out.fill(0.0)
             self.errors += 1
+        if self.control is not None:
+            self.control.push(x)
         if self.recorder is not None:
             self.recorder.push(x, out)
         self.frames += frames
@@ -131,14 +137,24 @@ class Runner:
                         e.__class__.__name__)
         self.rt_status = ", ".join(notes)
 
+    # ---- offline backend's thread, between blocks ---------------------------------------
+    def step_control(self) -> None:
+        """Run every control hop whose boundary the input has reached, synchronously (an
+        offline backend calls this before each block, so hops happen at audio time)."""
+        if self.control is not None:
+            self.control.advance()
+
     # ---- owner thread ---------------------------------------------------------------------
     def warmup(self) -> None:
-        """Compile every kernel the audio path calls, then leave the engine in a clean state."""
+        """Compile every kernel the stream calls (console, ring, features, recorder), then
+        leave the engine and the control path in a clean state."""
         self.console.warmup()
         b, n = self.console.block_size, self.console.n_channels
         if self.features is not None:
             self.features.process(np.zeros((b, n), np.float32))
-            self.features.reset()
+        if self.control is not None:
+            self.control.warmup()
+            self.control.reset()
         if self.recorder is not None:
             self.recorder.ring.warmup(n)
         self.timer.reset()
@@ -202,7 +218,8 @@ class Runner:
         opened = False
         try:
             opened = self._open_backend(first=True)
-            if opened and self.control is not None:
+            if opened and self.control is not None and \
+                    not getattr(self.backend, "drives_control", False):
                 self.control.start()
             while opened and not self._stop.is_set():
                 if duration_s is not None and time.monotonic() - t_start >= duration_s:
