@@ -1,0 +1,85 @@
+"""The model-based policy: a feature snapshot -> the distilled student -> parameters in units.
+
+Same interface as the rule policy (:class:`edgemix.automix.policy.Policy`): ``propose``
+takes a ``(n_channels, len(FEATURE_NAMES))`` snapshot and returns a
+:class:`~edgemix.automix.policy.Proposal` for the ``params.MODEL_OUTPUTS`` columns, each
+value explained with the role the model recognised and how sure it is
+("fader -4.5 dB: model, role=bass (p=0.91)").  The backend is any of
+:mod:`edgemix.infer` (Numba-native by default); up to ``MAX_CHANNELS`` channels, padded
+and masked.
+
+Threads: ``propose`` belongs to the control thread (it reuses preallocated inputs).
+"""
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+
+from edgemix import features as F
+from edgemix import params as P
+from edgemix.automix.explain import sentence
+from edgemix.automix.policy import Policy, Proposal
+from edgemix.infer import MAX_CHANNELS, Backend, default_model_dir, load
+from edgemix.roles import ROLE_NAMES
+
+#: The shipped model the policy loads when given no path.
+DEFAULT_MODEL = "student.npz"
+
+
+class ModelPolicy(Policy):
+    """Proposals from the student model.
+
+    ``model``: a loaded :class:`edgemix.infer.Backend`, or a path to a ``.npz``, ``.onnx``
+    or ``.tflite`` student (default: ``models/student.npz``); ``backend`` picks the backend
+    for a ``.npz`` (``"numba"`` or ``"numpy"``).  After ``propose``, ``roles`` and
+    ``role_probabilities`` hold what the model recognised per channel.
+    """
+
+    outputs = P.MODEL_OUTPUTS
+
+    def __init__(self, model: Backend | str | pathlib.Path | None = None,
+                 backend: str | None = None):
+        if isinstance(model, Backend):
+            self.backend = model
+        else:
+            path = pathlib.Path(model) if model is not None else default_model_dir() / DEFAULT_MODEL
+            self.backend = load(path, backend)
+        self._features = np.zeros((MAX_CHANNELS, F.N_FEATURES), dtype=np.float32)
+        self._mask = np.zeros(MAX_CHANNELS, dtype=np.float32)
+        self.roles: tuple[str, ...] = ()
+        self.role_probabilities = np.zeros(0)
+
+    def predict_units(self, features: np.ndarray):
+        """``(values (n, len(MODEL_OUTPUTS)) in units, role probabilities (n, N_ROLES))``."""
+        feats = np.asarray(features)
+        if feats.ndim != 2 or feats.shape[1] != F.N_FEATURES:
+            raise ValueError(f"features shape {feats.shape}: expected (channels, "
+                             f"{F.N_FEATURES}) (one FeatureExtractor snapshot)")
+        n = feats.shape[0]
+        if not 1 <= n <= MAX_CHANNELS:
+            raise ValueError(f"{n} channels: the model policy takes 1 .. {MAX_CHANNELS} "
+                             "(use the rule policy for larger consoles)")
+        if not np.all(np.isfinite(feats)):
+            raise ValueError("features contain NaN or Inf: pass a FeatureExtractor snapshot")
+        self._features[:n] = feats
+        self._features[n:] = 0.0
+        self._mask[:n] = 1.0
+        self._mask[n:] = 0.0
+        params01, logits = self.backend.predict(self._features, self._mask)
+        values = P.denormalise_outputs(params01[:n])
+        z = logits[:n].astype(np.float64)
+        z = np.exp(z - z.max(axis=1, keepdims=True))  # softmax, shifted against overflow
+        return values, z / z.sum(axis=1, keepdims=True)
+
+    def propose(self, features: np.ndarray) -> Proposal:
+        values, probs = self.predict_units(features)
+        best = probs.argmax(axis=1)
+        self.roles = tuple(ROLE_NAMES[i] for i in best)
+        self.role_probabilities = probs
+        explanations = []
+        for c, role in enumerate(self.roles):
+            why = f"model, role={role} (p={probs[c, best[c]]:.2f})"
+            explanations.append({name: sentence(name, values[c, j], why)
+                                 for j, name in enumerate(P.MODEL_OUTPUTS)})
+        return Proposal.from_model_outputs(values, explanations)

@@ -1,0 +1,367 @@
+"""Rebuild everything in ``models/`` from a seed: ``python -m export.build_models``.
+
+Steps: training data (synthesiser + teacher when installed, else the interim generator),
+training, the weights ``.npz``, ONNX float and int8 (QDQ), TFLite float32 and int8, golden
+I/O from the training side (PyTorch), held-out metrics, the model card and ``SHA256SUMS``.
+Deterministic: the same seed on the same versions gives byte-identical files.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+from edgemix.infer.base import MAX_CHANNELS
+from edgemix.infer.weights import n_parameters, save_weights, write_npz
+from edgemix.params import MODEL_OUTPUT_SPECS, denormalise_outputs
+from edgemix.roles import ROLE_NAMES
+from export import verify as V
+from export.dataset import build_dataset, session_seeds
+from export.onnx_export import OPSET, write_onnx
+from export.quantize import calibrate, quantize_onnx_int8
+from export.tflite_export import write_tflite
+from export.train import TrainConfig, predict_torch, train
+
+#: Sessions in the golden file: a spread of channel counts, including 1 and 32.
+N_GOLDEN = 8
+N_CALIBRATION = 256
+
+
+def golden_inputs(held) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs for the golden file: held-out examples plus one channel alone and a full
+    32-channel console put together from held-out channels (every count is covered)."""
+    counts = held.mask.sum(axis=1)
+    order = np.argsort(counts, kind="stable")
+    picks = [int(order[(len(order) - 1) * k // (N_GOLDEN - 3)]) for k in range(N_GOLDEN - 2)]
+    feats = [held.features[i] for i in picks]
+    masks = [held.mask[i] for i in picks]
+    one = np.zeros_like(held.features[0])
+    big = picks[-1]
+    one[0] = held.features[big][0]
+    m1 = np.zeros_like(held.mask[0])
+    m1[0] = 1.0
+    rows = held.features[held.mask > 0]
+    full = rows[np.linspace(0, len(rows) - 1, MAX_CHANNELS).astype(int)]
+    feats += [one, full]
+    masks += [m1, np.ones_like(held.mask[0])]
+    return np.stack(feats).astype(np.float32), np.stack(masks).astype(np.float32)
+
+
+def quality_metrics(pred01, role_logits, data) -> dict:
+    """Student against its labels on held-out sessions, in parameter units."""
+    present = data.mask > 0
+    a = denormalise_outputs(pred01[present])
+    b = denormalise_outputs(data.targets01[present])
+    per_param = {}
+    for i, spec in enumerate(MODEL_OUTPUT_SPECS):
+        if spec.scale == "log":
+            e = np.abs(np.log2(a[:, i] / b[:, i]))
+            unit = "oct"
+        else:
+            e = np.abs(a[:, i] - b[:, i])
+            unit = "pan" if spec.name == "pan" else "dB"
+        per_param[spec.name] = {"mae": float(e.mean()), "p90": float(np.quantile(e, 0.9)),
+                                "unit": unit}
+    acc = float(np.mean(role_logits[present].argmax(-1) == data.roles[present]))
+    return {"per_param": per_param, "role_accuracy": acc,
+            "sessions": int(len(data)), "channels": int(present.sum())}
+
+
+def _int8_parity(backend, features, mask, ref01, ref_logits) -> dict:
+    p = np.zeros_like(ref01)
+    r = np.zeros_like(ref_logits)
+    for i in range(features.shape[0]):
+        pi, ri = backend.predict(features[i], mask[i])
+        p[i], r[i] = pi, ri
+    golden = {"mask": mask, "params01": ref01, "role_logits": ref_logits}
+    return V.compare(p, r, golden, int8=True)
+
+
+def dataset_cache_path(n_sessions: int, seed: int, cache_dir) -> pathlib.Path:
+    """Where :func:`dataset_cached` keeps a dataset: a key of everything it depends on
+    (the dataset, feature, schema and role sources and, with the teacher, the synthesiser,
+    teacher, rule policy, engine and DSP sources), the seed and the count."""
+    import hashlib
+    import importlib
+    from export.dataset import teacher_available
+    h = hashlib.sha256(f"{n_sessions}:{seed}".encode())
+    mods = ["export.dataset", "edgemix.features", "edgemix.params", "edgemix.roles"]
+    if teacher_available():
+        mods += ["export.synth", "export.teacher", "edgemix.automix.rules", "edgemix.console"]
+    files = [pathlib.Path(importlib.import_module(name).__file__) for name in mods]
+    if teacher_available():  # the teacher renders with the engine and its kernels
+        files += sorted((pathlib.Path(__file__).resolve().parents[1] / "edgemix" / "dsp")
+                        .glob("*.py"))
+    for f in files:
+        h.update(f.read_bytes())
+    return pathlib.Path(cache_dir) / f"dataset-{h.hexdigest()[:16]}.npz"
+
+
+def dataset_cached(n_sessions: int, seed: int, cache_dir, log=print):
+    """:func:`build_dataset`, kept in ``cache_dir`` (None: not kept) so a rebuild after a
+    change elsewhere does not re-render every session through the teacher."""
+    from export.dataset import Dataset
+    path = dataset_cache_path(n_sessions, seed, cache_dir) if cache_dir else None
+    if path is not None and path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            log(f"data: cached {path}")
+            return Dataset(z["features"], z["mask"], z["targets01"], z["roles"],
+                           str(z["source"]), int(z["examples_per_session"]))
+    data = build_dataset(n_sessions, seed)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, features=data.features, mask=data.mask, targets01=data.targets01,
+                 roles=data.roles, source=data.source,
+                 examples_per_session=data.examples_per_session)
+    return data
+
+
+def build(out_dir, seed: int = 0, n_train: int = 110, n_heldout: int = 14,
+          epochs: int = 150, qat_epochs: int = 30, log=print, cache_dir=None,
+          onnx_int8: bool = False) -> dict:
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    data = dataset_cached(n_train + n_heldout, seed, cache_dir, log)
+    train_set, held = data.split(n_train)
+    log(f"data: {n_train} train + {n_heldout} held-out sessions, {len(train_set)} + "
+        f"{len(held)} examples ({data.source}), {time.perf_counter() - t0:.0f} s")
+    cfg = TrainConfig(seed=seed, epochs=epochs, qat_epochs=qat_epochs)
+    n_epochs = epochs + qat_epochs
+    res = train(train_set, cfg, progress=lambda e, loss: log(
+        f"epoch {e + 1}/{n_epochs} loss {loss:.5f}") if (e + 1) % 10 == 0 or e == 0 else None)
+    w = res.weights
+    log(f"trained {n_parameters(w)} parameters in {res.seconds:.0f} s "
+        f"({len(train_set)} examples from {n_train} sessions)")
+
+    save_weights(out / "student.npz", w)
+    write_onnx(out / "student.onnx", w)
+    write_tflite(out / "student_float32.tflite", w)
+    cal = train_set.split(N_CALIBRATION // train_set.examples_per_session)[0]
+    # the int8 model uses the ranges the quantisation-aware epochs trained against
+    ranges = res.ranges if res.ranges is not None else calibrate(w, cal.features, cal.mask)
+    write_tflite(out / "student_int8.tflite", w, ranges)
+    if onnx_int8:
+        quantize_onnx_int8(out / "student.onnx", out / "student_int8.onnx", cal.features,
+                           cal.mask)
+    else:
+        (out / "student_int8.onnx").unlink(missing_ok=True)
+
+    # golden I/O from the training side (PyTorch, float32)
+    gf, gm = golden_inputs(held)
+    gp, gr = predict_torch(res.model, gf, gm)
+    write_npz(out / "golden.npz", {"features": gf, "mask": gm, "params01": gp,
+                                   "role_logits": gr})
+
+    # held-out quality and int8 parity over every held-out session
+    hp, hr = predict_torch(res.model, held.features, held.mask)
+    quality = quality_metrics(hp, hr, held)
+    from edgemix import infer
+    parity = {name: _int8_parity(infer.load(out / name), held.features, held.mask, hp, hr)
+              for name in ("student_int8.tflite", "student_int8.onnx")
+              if (out / name).is_file()}
+    golden_report = V.verify(out)
+    teacher = None
+    if data.source == "teacher":
+        seeds = session_seeds(n_train + n_heldout, seed)[n_train:]
+        rows, summary = V.teacher_quality(out / "student.npz", seeds)
+        teacher = {"sessions": rows, "summary": summary}
+        log(f"teacher comparison on {len(rows)} held-out sessions: {summary}")
+    # no timings in the files: a rebuild from the same seed is byte-identical
+    metrics = {"seed": seed, "data_source": data.source, "n_train_sessions": n_train,
+               "n_train_examples": len(train_set), "epochs": epochs, "qat_epochs": qat_epochs,
+               "final_train_loss": res.losses[-1], "parameters": n_parameters(w),
+               "onnx_opset": OPSET, "quality_heldout": quality,
+               "int8_parity_heldout": parity, "golden_parity": golden_report,
+               "teacher_quality": teacher}
+    write_card(out, metrics)
+    log(f"wrote {out} in {time.perf_counter() - t0:.0f} s")
+    return metrics
+
+
+def write_card(out, metrics: dict) -> None:
+    """metrics.json, MODEL_CARD.md and SHA256SUMS (last: it covers the other files)."""
+    out = pathlib.Path(out)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
+    (out / "MODEL_CARD.md").write_text(model_card(metrics))
+    names = sorted(p.name for p in out.iterdir() if p.is_file() and p.name != "SHA256SUMS")
+    (out / "SHA256SUMS").write_text("".join(f"{V.sha256_of(out / n)}  {n}\n" for n in names))
+
+
+def refresh_card(out) -> dict:
+    """Re-run the golden parity of the files in ``out`` (e.g. after a tolerance in
+    export/verify.py changed) and rewrite the card and checksums; no retraining."""
+    out = pathlib.Path(out)
+    metrics = json.loads((out / "metrics.json").read_text())
+    metrics["golden_parity"] = V.verify(out)
+    for name, r in metrics["int8_parity_heldout"].items():
+        r["ok"] = all(r["max_err_units"][k] <= V.INT8_TOL_UNITS[k] for k in V.INT8_TOL_UNITS)
+    write_card(out, metrics)
+    return metrics
+
+
+def model_card(m: dict) -> str:
+    """The model card, written from the measured metrics (nothing typed in by hand)."""
+    from edgemix.features import FEATURE_NAMES
+    q = m["quality_heldout"]
+    rows = "\n".join(
+        f"| `{k}` | {v['unit']} | {v['mae']:.3g} | {v['p90']:.3g} |"
+        for k, v in q["per_param"].items())
+    par_names = list(m["int8_parity_heldout"])
+    par = [f"| `{k}` | {V.INT8_TOL_UNITS[k]:.3g} | " + " | ".join(
+        f"{m['int8_parity_heldout'][n]['p99_err_units'][k]:.3g} / "
+        f"{m['int8_parity_heldout'][n]['max_err_units'][k]:.3g}" for n in par_names) + " |"
+        for k in V.INT8_TOL_UNITS]
+    par.append("| role agreement | " + f"{V.INT8_MIN_ROLE_AGREEMENT:g} | " + " | ".join(
+        f"{m['int8_parity_heldout'][n]['role_agreement']:.4f}" for n in par_names) + " |")
+    gold = "\n".join(f"| `{k}` | {v['max_err_01']:.2e} | {v['max_err_logit']:.2e} | "
+                     f"{v['role_agreement']:.4f} | {'yes' if v['ok'] else '**no**'} |"
+                     for k, v in m["golden_parity"].items())
+    specs = "\n".join(f"| {i} | `{s.name}` | {s.min:g} .. {s.max:g} | {s.scale} |"
+                      for i, s in enumerate(MODEL_OUTPUT_SPECS))
+    source = ("sessions from `export/synth.py` labelled by `export/teacher.py`"
+              if m["data_source"] != "interim" else
+              "**the interim generator** in `export/dataset.py` (textbook rules applied to "
+              "generated feature vectors; not the teacher: these numbers say nothing about "
+              "mix quality)")
+    tq = m.get("teacher_quality")
+    if tq:
+        t = tq["summary"]
+        ways = ("student", "equal_loudness", "equal_loudness_oracle", "unprocessed")
+        tq_rows = "\n".join(
+            f"| {label} | " + " | ".join(f"{t[f'{key}_{w}']:.2f}" for w in ways) + " |"
+            for key, label in (("loudness_lu", "loudness balance error (LU RMS)"),
+                               ("spectral_db", "mix spectral balance error (dB RMS)"),
+                               ("hpf_oct", "HPF corner error (octaves, mean abs)"),
+                               ("pan", "pan error (mean abs)")))
+        teacher_section = f"""
+## Against the teacher ({t['sessions']} held-out synthesised sessions, rendered)
+
+Each held-out session is rendered by the engine with the teacher's settings, the student's
+(its outputs over the teacher's switches), two equal-loudness baselines (every channel
+trimmed to the same loudness, all else neutral: from the snapshot's active loudness, which
+is what the student sees, and from the teacher's whole-session trims, an oracle) and the
+unprocessed sum (all neutral).
+Balances are relative (each channel's solo loudness, or each band of the mix, minus the
+mean), compared with the teacher's; see `export/verify.py:session_quality`.
+
+| measure | student | equal loudness (snapshot) | equal loudness (oracle) | unprocessed |
+|---|---|---|---|---|
+{tq_rows}
+
+Role accuracy on these sessions: {t['role_accuracy']:.3f}.  Gap to the teacher closed
+(1 - student error / unprocessed error): loudness balance {100 * t['loudness_lu_gap_closed']:.0f} %,
+spectral balance {100 * t['spectral_db_gap_closed']:.0f} %.
+"""
+    else:
+        teacher_section = "\n(No teacher comparison: trained on the interim generator.)\n"
+    return f"""# edgemix student model
+
+Generated by `python -m export.build_models --seed {m['seed']}` (do not edit by hand).
+
+A mix-aware per-channel network: a shared per-channel MLP, a masked mean/max pool over
+channels (DeepSets / PointNet) feeding a mix context back to every channel, a parameter
+head (sigmoid, 0..1) and a role head.  {m['parameters']} trained parameters.  The network
+is written out in `edgemix/infer/weights.py`.
+
+## Files
+
+| file | what | runs on |
+|---|---|---|
+| `student.npz` | float32 weights (the source of every other file) | Numba-native, numpy reference |
+| `student.onnx` | float32, opset {m['onnx_opset']} | ONNX Runtime |
+| `student_float32.tflite` | float32, builtin ops only | LiteRT (`ai_edge_litert`) |
+| `student_int8.tflite` | int8 weights (per-channel, symmetric) and activations (per-tensor); float32 I/O: standardisation and mask weights in float32, then QUANTIZE, DEQUANTIZE at the outputs | LiteRT |
+| `golden.npz` | {N_GOLDEN} sessions: inputs and the PyTorch outputs | tests |
+| `metrics.json` | everything measured below | |
+
+## Inputs
+
+- `features` `(32, {len(FEATURE_NAMES)})` float32: per channel the features of
+  `edgemix.features.FEATURE_NAMES`, units in each name (`_lufs`, `_dbfs`, `_db`, `_lu`,
+  `_hz`, `_ratio` = 0..1).  Taken from the raw channel input before trim/EQ.
+- `mask` `(32,)` float32: 1 for a present channel, 0 for an absent one.
+
+## Outputs
+
+- `params` `(32, 16)` in 0..1, mapped to units by `edgemix.params.denormalise_outputs`:
+
+| column | parameter | range | scale |
+|---|---|---|---|
+{specs}
+
+- `role_logits` `(32, {len(ROLE_NAMES)})`: unnormalised log-probabilities of
+  {', '.join(f'`{r}`' for r in ROLE_NAMES)}.
+
+Rows of absent channels are unspecified.
+
+## Training data
+
+{source}.  {m['n_train_sessions']} training sessions of 1..32 channels
+({m['n_train_examples']} examples), {m['epochs']} float epochs
+then {m['qat_epochs']} quantisation-aware epochs (int8 fake quantisation of weights and
+activations, straight-through gradients; the float files carry the same weights),
+seed {m['seed']}, one CPU thread, final training loss
+{m['final_train_loss']:.5f} (MSE on normalised parameters + 0.05 x role cross-entropy).
+
+## Held-out labels ({q['sessions']} examples, {q['channels']} channels)
+
+Student against its labels; frequencies, ratio and time constants in octaves (log2 of the
+ratio), gains in dB, pan in pan units.  Role accuracy {q['role_accuracy']:.3f}.
+
+| parameter | unit | mean abs error | 90th percentile |
+|---|---|---|---|
+{rows}
+
+{teacher_section}
+## Backend parity
+
+Golden I/O (`golden.npz`), every present channel.  Float tolerances: {V.FLOAT_TOL_01:g} in
+normalised units, {V.FLOAT_TOL_LOGIT:g} on role logits.
+
+| file:backend | max error (0..1) | max error (logits) | role agreement | within tolerance |
+|---|---|---|---|---|
+{gold}
+
+int8 against float32 over all held-out sessions: 99th percentile / worst case per
+parameter (units as above); the tolerance column is what `export/verify.py` asserts on the
+golden sessions:
+
+| parameter | tolerance | {' | '.join(f'`{n}`' for n in par_names)} |
+|---|---|{'---|' * len(par_names)}
+{chr(10).join(par)}
+"""
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m export.build_models", description=__doc__)
+    ap.add_argument("--out", default=str(pathlib.Path(__file__).resolve().parents[1] / "models"))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--train-sessions", type=int, default=110,
+                    help="synthesised sessions for training (each gives several examples)")
+    ap.add_argument("--heldout-sessions", type=int, default=14)
+    ap.add_argument("--epochs", type=int, default=150)
+    ap.add_argument("--cache", default=str(pathlib.Path(__file__).resolve().parents[1] / "build"),
+                    help="folder for the generated training data ('' for none)")
+    ap.add_argument("--qat-epochs", type=int, default=30,
+                    help="quantisation-aware fine-tuning epochs after the float ones")
+    ap.add_argument("--onnx-int8", action="store_true",
+                    help="also write student_int8.onnx (onnxruntime.quantization, QDQ)")
+    ap.add_argument("--card-only", action="store_true",
+                    help="only re-check the golden parity and rewrite the card and checksums")
+    a = ap.parse_args(argv)
+    if a.card_only:
+        m = refresh_card(a.out)
+        return 0 if all(v["ok"] for v in m["golden_parity"].values()) else 1
+    m = build(a.out, a.seed, a.train_sessions, a.heldout_sessions, a.epochs, a.qat_epochs,
+              log=lambda s: print(s, file=sys.stderr), cache_dir=a.cache or None,
+              onnx_int8=a.onnx_int8)
+    return 0 if all(v["ok"] for v in m["golden_parity"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

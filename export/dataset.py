@@ -1,0 +1,291 @@
+"""Training pairs for the student: (features of a session, teacher's parameters, roles).
+
+Two sources, one format:
+
+- :func:`teacher_dataset`: sessions from the session synthesiser (``export/synth.py``),
+  labelled by the teacher (``export/teacher.py``) -- the real training data, used
+  whenever those modules are installed;
+- :func:`interim_dataset`: an **interim** generator of feature vectors, written before the
+  synthesiser and the teacher existed, so the pipeline (training, export, parity) could
+  be built and tested.  Its labels come from a handful of textbook mixing rules applied
+  to the very quantities it generates; it is not a teacher and its numbers say nothing
+  about mix quality.
+
+Format (:class:`Dataset`): ``features (N, 32, F)`` float32 in ``FEATURE_NAMES`` order,
+``mask (N, 32)`` float32, ``targets01 (N, 32, P)`` float32 (``MODEL_OUTPUTS`` normalised by
+``edgemix.params.normalise_outputs``), ``roles (N, 32)`` int64 (``-1`` where absent).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgemix import features as feat
+from edgemix.infer.base import MAX_CHANNELS
+from edgemix import params as P
+from edgemix.params import MODEL_OUTPUTS, normalise_outputs
+from edgemix.roles import ROLE_NAMES
+
+
+@dataclass
+class Dataset:
+    features: np.ndarray
+    mask: np.ndarray
+    targets01: np.ndarray
+    roles: np.ndarray
+    source: str
+    #: Consecutive rows that come from one synthesised session (augmentations).
+    examples_per_session: int = 1
+
+    def __len__(self):
+        return self.features.shape[0]
+
+    def split(self, n_first_sessions: int):
+        """(the first n sessions' examples, the rest): no session straddles the split."""
+        k = n_first_sessions * self.examples_per_session
+        a = Dataset(self.features[:k], self.mask[:k], self.targets01[:k], self.roles[:k],
+                    self.source, self.examples_per_session)
+        b = Dataset(self.features[k:], self.mask[k:], self.targets01[k:], self.roles[k:],
+                    self.source, self.examples_per_session)
+        return a, b
+
+
+def teacher_available() -> bool:
+    """True when the session synthesiser and the teacher are installed."""
+    try:
+        import export.synth  # noqa: F401
+        import export.teacher  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def build_dataset(n_sessions: int, seed: int, prefer_teacher: bool = True,
+                  workers: int = 2) -> Dataset:
+    """Synthesiser + teacher when available, else the interim generator."""
+    if prefer_teacher and teacher_available():
+        return teacher_dataset(n_sessions, seed, workers)
+    return interim_dataset(n_sessions, seed)
+
+
+# ---- synthesiser + teacher ------------------------------------------------------------
+#: Synthesised session length and rate: long enough for the features' 3 s short-term and
+#: gate windows to fill, short enough that the teacher (several renders) stays affordable.
+SESSION_SECONDS = 6.0
+SAMPLE_RATE_HZ = 32000
+#: Times (s) at which a feature snapshot is taken: each is one training example with the
+#: session's teacher labels (the model sees a running snapshot, the teacher the session).
+SNAPSHOT_S = (4.0, 5.0, 6.0)
+#: Extra preamp gain variants per session (the first is the session as recorded).  The
+#: teacher's trims undo raw level (step 1 of export/teacher.py: trim = target - loudness)
+#: and every later step works on the trimmed signal, so a channel recorded g dB hotter has
+#: the same labels except trim - g; tests/test_model_dataset.py checks that on the teacher.
+GAIN_VARIANTS = 4
+GAIN_AUGMENT_DB = 12.0
+#: Raw active loudness kept inside this range by the augmentation (the BS.1770 -70 LUFS
+#: absolute gate must not start to bite, and peaks stay below full scale).
+RAW_LUFS_RANGE = (-60.0, -12.0)
+_BAND_ROLES = tuple(r for r in ROLE_NAMES if r != "speech")
+
+
+def session_roles(rng: np.random.Generator) -> tuple[str, ...]:
+    """A random line-up: a spoken panel of 1..8 (15 %), a large band of 25..32 channels
+    (10 %) or a band of 1..24."""
+    u = rng.random()
+    if u < 0.15:
+        return ("speech",) * int(rng.integers(1, 9))
+    n = int(rng.integers(25, MAX_CHANNELS + 1)) if u < 0.25 else int(rng.integers(1, 25))
+    return tuple(str(r) for r in rng.choice(_BAND_ROLES, n))
+
+
+def _snapshots(stems: np.ndarray, sr: int) -> np.ndarray:
+    """Feature snapshots ``(len(SNAPSHOT_S), channels, F)`` of one recording."""
+    fx = feat.FeatureExtractor(sr, stems.shape[1])
+    out = np.zeros((len(SNAPSHOT_S), stems.shape[1], feat.N_FEATURES), np.float32)
+    done = 0
+    for i, t in enumerate(SNAPSHOT_S):
+        end = min(int(round(t * sr)), stems.shape[0])
+        fx.process(stems[done:end])
+        done = end
+        out[i] = fx.snapshot()
+    return out
+
+
+def teacher_session(seed: int):
+    """One synthesised session and its teacher labels, augmented.
+
+    Returns ``(features (V*S, n, F) float32, targets (V*S, n, P) in units, roles (n,))``
+    for ``V = GAIN_VARIANTS`` preamp-gain variants times ``S = len(SNAPSHOT_S)`` snapshots.
+    """
+    from edgemix.automix.rules import TRIM_TARGET_LUFS
+    from export.synth import synth_session
+    from export.teacher import teach
+
+    rng = np.random.default_rng([seed, 1])
+    roles = session_roles(rng)
+    session = synth_session(seed, roles=roles, seconds=SESSION_SECONDS,
+                            sample_rate_hz=SAMPLE_RATE_HZ, keep_clean=False)
+    y = teach(session).model_outputs
+    n = len(roles)
+    trim = MODEL_OUTPUTS.index("trim_db")
+    trim_spec = P.CHANNEL_SPECS["trim_db"]
+    # raw active loudness the teacher measured, from its trim (NaN for a silent channel)
+    silent = y[:, MODEL_OUTPUTS.index("fader_db")] <= P.OFF_DB
+    raw_lufs = np.where(silent, np.nan, TRIM_TARGET_LUFS - y[:, trim])
+    xs, ys = [], []
+    for v in range(GAIN_VARIANTS):
+        g = np.zeros(n)
+        if v:
+            g = rng.uniform(-GAIN_AUGMENT_DB, GAIN_AUGMENT_DB, n)
+            lo = RAW_LUFS_RANGE[0] - raw_lufs
+            hi = RAW_LUFS_RANGE[1] - raw_lufs
+            g = np.where(silent, 0.0, np.clip(g, np.minimum(lo, 0.0), np.maximum(hi, 0.0)))
+        stems = session.stems * (10.0 ** (g / 20.0)).astype(np.float32)
+        yv = y.copy()
+        yv[:, trim] = trim_spec.clip(y[:, trim] - g)
+        for snap in _snapshots(stems, SAMPLE_RATE_HZ):
+            xs.append(snap)
+            ys.append(yv)
+    return np.stack(xs), np.stack(ys), session.role_indices
+
+
+def session_seeds(n: int, seed: int) -> list[int]:
+    """Seeds of the ``n`` sessions of a dataset (independent of how many are asked for)."""
+    ss = np.random.SeedSequence(seed)
+    return [int(c.generate_state(1)[0]) for c in ss.spawn(n)]
+
+
+def teacher_dataset(n_sessions: int, seed: int, workers: int = 2) -> Dataset:
+    """``n_sessions`` synthesised sessions labelled by the teacher, each augmented to
+    ``GAIN_VARIANTS * len(SNAPSHOT_S)`` examples (consecutive rows: split on multiples)."""
+    seeds = session_seeds(n_sessions, seed)
+    if workers > 1:
+        import multiprocessing as mp
+        with mp.get_context("spawn").Pool(workers) as pool:
+            parts = pool.map(teacher_session, seeds, chunksize=1)
+    else:
+        parts = [teacher_session(s) for s in seeds]
+    per = GAIN_VARIANTS * len(SNAPSHOT_S)
+    total = per * n_sessions
+    xs = np.zeros((total, MAX_CHANNELS, feat.N_FEATURES), np.float32)
+    ys = np.zeros((total, MAX_CHANNELS, len(MODEL_OUTPUTS)), np.float32)
+    ms = np.zeros((total, MAX_CHANNELS), np.float32)
+    rs = np.full((total, MAX_CHANNELS), -1, np.int64)
+    for i, (x, y, r) in enumerate(parts):
+        n = len(r)
+        rows = slice(i * per, (i + 1) * per)
+        xs[rows, :n] = x
+        ys[rows, :n] = normalise_outputs(y)
+        ms[rows, :n] = 1.0
+        rs[rows, :n] = r
+    return Dataset(xs, ms, ys, rs, "teacher", examples_per_session=per)
+
+
+# ---- the interim generator ------------------------------------------------------------
+# Per role: spectral peak (Hz), spectral width (octaves), crest (dB), activity (0..1),
+# loudness offset in the mix (LU, relative to the lead), HPF corner (Hz), pan side,
+# reverb send (dB).  Textbook starting points, used only to make consistent labels.
+_ROLE_TABLE = {
+    "kick":           (60.0, 1.2, 18.0, 0.5, -3.0, 30.0, 0.0, -30.0),
+    "snare":          (250.0, 2.0, 17.0, 0.4, -4.0, 80.0, 0.0, -18.0),
+    "hats_overheads": (7000.0, 1.6, 15.0, 0.6, -10.0, 250.0, 0.6, -22.0),
+    "bass":           (90.0, 1.3, 10.0, 0.8, -3.0, 35.0, 0.0, -40.0),
+    "guitar":         (900.0, 1.8, 12.0, 0.7, -7.0, 100.0, 0.7, -20.0),
+    "keys_piano":     (600.0, 2.2, 14.0, 0.6, -8.0, 60.0, 0.5, -18.0),
+    "pad":            (1200.0, 2.5, 8.0, 0.9, -12.0, 120.0, 0.8, -14.0),
+    "lead_vocal":     (1500.0, 1.6, 14.0, 0.6, 0.0, 90.0, 0.0, -14.0),
+    "backing_vocal":  (1700.0, 1.6, 13.0, 0.4, -8.0, 110.0, 0.6, -12.0),
+    "speech":         (900.0, 1.5, 16.0, 0.5, 0.0, 100.0, 0.0, -40.0),
+    "other":          (2000.0, 2.5, 14.0, 0.5, -9.0, 80.0, 0.4, -20.0),
+}
+_GAIN_STAGE_LUFS = -23.0   # trim target for the active loudness (EBU R 128 reference)
+
+
+def _band_powers(rng, role, loud_lufs):
+    f0, width, *_ = _ROLE_TABLE[role]
+    f0 = f0 * 2.0 ** rng.normal(0.0, 0.3)
+    oct_ = np.log2(feat.BAND_CENTRES_HZ / f0)
+    shape_db = -6.0 * (oct_ / width) ** 2 + rng.normal(0.0, 1.5, feat.N_BANDS)
+    p = 10.0 ** (shape_db / 10.0)
+    return p / p.sum() * 10.0 ** ((loud_lufs + 0.691) / 10.0), f0
+
+
+def _interim_session(rng, n_ch):
+    names = list(ROLE_NAMES)
+    roles = rng.integers(0, len(names), n_ch)
+    x = np.zeros((MAX_CHANNELS, feat.N_FEATURES), np.float64)
+    y = np.zeros((MAX_CHANNELS, len(MODEL_OUTPUTS)), np.float64)
+    band_p = np.zeros((n_ch, feat.N_BANDS))
+    side = 1.0
+    for c in range(n_ch):
+        role = names[roles[c]]
+        _, _, crest, activity, mix_lu, hpf, pan_side, send = _ROLE_TABLE[role]
+        loud = rng.uniform(-55.0, -8.0)
+        band_p[c], f0 = _band_powers(rng, role, loud)
+        rel = band_p[c] / band_p[c].sum()
+        act = float(np.clip(activity + rng.normal(0, 0.15), 0.02, 1.0))
+        crest_c = crest + rng.normal(0.0, 2.0)
+        rms = loud - 1.0 + rng.normal(0.0, 1.0)
+        x[c, feat.F_LACT] = loud
+        x[c, feat.F_LST] = loud + 10.0 * np.log10(act)
+        x[c, feat.F_RMS] = rms + 10.0 * np.log10(act)
+        x[c, feat.F_PEAK] = min(rms + crest_c, 0.0)
+        x[c, feat.F_CREST] = x[c, feat.F_PEAK] - x[c, feat.F_RMS]
+        x[c, feat.F_ACT] = act
+        x[c, feat.F_CENT] = float(np.sum(rel * feat.BAND_CENTRES_HZ))
+        x[c, feat.F_ROLL] = float(feat.BAND_CENTRES_HZ[np.searchsorted(np.cumsum(rel), 0.85)])
+        dens = rel / np.diff(feat.BAND_EDGES_HZ)
+        x[c, feat.F_FLAT] = float(np.exp(np.mean(np.log(dens))) / np.mean(dens))
+        x[c, feat.F_LF] = float(rel[feat.BAND_CENTRES_HZ < 100.0].sum())
+        x[c, feat.F_BAND:feat.F_BAND + feat.N_BANDS] = 10.0 * np.log10(rel)
+        # labels: gain staging, role balance, role HPF/pan/send, dynamics from the crest
+        trim = np.clip(_GAIN_STAGE_LUFS - loud, -40.0, 40.0)
+        fader = mix_lu - 10.0 * np.log10(max(n_ch, 1)) / 2.0
+        if pan_side:
+            pan, side = pan_side * side * rng.uniform(0.6, 1.0), -side
+        else:
+            pan = 0.0
+        strong = x[c, feat.F_BAND:feat.F_BAND + feat.N_BANDS]
+        y[c] = [trim, max(hpf, 0.5 * f0 if f0 > 2 * hpf else hpf),
+                np.clip(-0.3 * (strong[:3].mean() + 10.0), -6.0, 6.0), 2.0 * f0 + 200.0,
+                -2.0 if role in ("kick", "bass") else 0.0, 3000.0 if "vocal" in role else 5000.0,
+                2.0 if role in ("lead_vocal", "speech") else 0.0,
+                np.clip(-0.2 * (strong[-3:].mean() + 25.0), -6.0, 6.0),
+                np.clip(_GAIN_STAGE_LUFS + crest_c / 2.0 - 12.0, -60.0, 0.0),
+                1.5 + 0.15 * crest_c, 30.0 / (1.0 + crest_c / 4.0), 80.0 + 400.0 * act,
+                0.0, fader, pan, send]
+    own_total = band_p.sum(axis=0)
+    for c in range(n_ch):
+        rest = own_total - band_p[c]
+        x[c, feat.F_MASK:feat.F_MASK + feat.N_BANDS] = np.clip(
+            10.0 * np.log10((band_p[c] + feat.EPS_POWER) / (rest + feat.EPS_POWER)), -100, 100)
+        own = band_p[c].sum()
+        x[c, feat.F_REL] = np.clip(10.0 * np.log10((own + feat.EPS_POWER)
+                                                   / (own_total.sum() - own + feat.EPS_POWER)),
+                                   -100, 100)
+    # makeup gain: what the threshold/ratio take away at the active loudness
+    y[:n_ch, 12] = np.clip((x[:n_ch, feat.F_LACT] + y[:n_ch, 0] - y[:n_ch, 8]).clip(0)
+                           * (1.0 - 1.0 / y[:n_ch, 9]) * 0.5, 0.0, 24.0)
+    r = np.full(MAX_CHANNELS, -1, np.int64)
+    r[:n_ch] = roles
+    return x, y, r
+
+
+def interim_dataset(n_sessions: int, seed: int) -> Dataset:
+    """The interim generator (see the module docstring): ``n_sessions`` from ``seed``."""
+    assert MODEL_OUTPUTS[12] == "comp_makeup_db" and MODEL_OUTPUTS[9] == "comp_ratio"
+    rng = np.random.default_rng(seed)
+    xs = np.zeros((n_sessions, MAX_CHANNELS, feat.N_FEATURES), np.float32)
+    ys = np.zeros((n_sessions, MAX_CHANNELS, len(MODEL_OUTPUTS)), np.float32)
+    ms = np.zeros((n_sessions, MAX_CHANNELS), np.float32)
+    rs = np.full((n_sessions, MAX_CHANNELS), -1, np.int64)
+    for i in range(n_sessions):
+        n_ch = int(rng.integers(1, MAX_CHANNELS + 1))
+        x, y, r = _interim_session(rng, n_ch)
+        xs[i] = x
+        ys[i] = normalise_outputs(y)
+        ys[i, n_ch:] = 0.0
+        ms[i, :n_ch] = 1.0
+        rs[i] = r
+    return Dataset(xs, ms, ys, rs, "interim")

@@ -1,0 +1,127 @@
+"""Distillation training of the student: deterministic from a seed, CPU, one thread.
+
+Loss per present channel: mean squared error on the normalised parameters (0..1, the
+units of the output head) plus ``role_weight`` x cross-entropy on the teacher's roles.
+Adam with a cosine learning-rate schedule, mini-batches of sessions.  Reproducibility:
+``torch.manual_seed``, ``torch.use_deterministic_algorithms(True)``, one intra-op thread,
+batches drawn from a numpy Generator seeded from the same seed.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from edgemix.features import FEATURE_NAMES
+from edgemix.params import MODEL_OUTPUTS
+from edgemix.roles import ROLE_NAMES
+from export.dataset import Dataset
+from export.model import DEFAULT_SIZES, Student
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    epochs: int = 150
+    batch_sessions: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 1e-5
+    role_weight: float = 0.05
+    #: Quantisation-aware fine-tuning after the float epochs (0: none), at qat_lr.
+    qat_epochs: int = 0
+    qat_lr: float = 3e-4
+    qat_calibration_sessions: int = 256
+    sizes: dict = field(default_factory=lambda: dict(DEFAULT_SIZES))
+
+
+@dataclass
+class TrainResult:
+    weights: dict
+    losses: list          # mean training loss per epoch
+    seconds: float
+    model: Student
+    ranges: dict | None = None   # int8 activation ranges the QAT phase trained against
+
+
+def make_deterministic(seed: int) -> None:
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(1)
+
+
+def masked_loss(model: Student, x, m, y, r, role_weight: float):
+    """(total, param MSE, role CE) over present channels."""
+    p, logits = model(x, m)
+    w = m.unsqueeze(-1)
+    n = torch.clamp(m.sum(), min=1.0)
+    mse = ((p - y) ** 2 * w).sum() / (n * y.shape[-1])
+    present = r >= 0
+    ce = torch.nn.functional.cross_entropy(logits[present], r[present]) if present.any() \
+        else torch.zeros(())
+    return mse + role_weight * ce, mse, ce
+
+
+def train(data: Dataset, cfg: TrainConfig = TrainConfig(), progress=None) -> TrainResult:
+    """Train a student on ``data``; ``progress(epoch, loss)`` is called once per epoch."""
+    make_deterministic(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model = Student(len(FEATURE_NAMES), len(MODEL_OUTPUTS), len(ROLE_NAMES),
+                    h1=cfg.sizes["H1"], h2=cfg.sizes["H2"], k=cfg.sizes["K"], d=cfg.sizes["D"])
+    model.fit_standardisation(data.features, data.mask)
+    x_all = torch.from_numpy(np.ascontiguousarray(data.features, np.float32))
+    m_all = torch.from_numpy(np.ascontiguousarray(data.mask, np.float32))
+    y_all = torch.from_numpy(np.ascontiguousarray(data.targets01, np.float32))
+    r_all = torch.from_numpy(np.ascontiguousarray(data.roles, np.int64))
+    losses = []
+    t0 = time.perf_counter()
+    tensors = (x_all, m_all, y_all, r_all)
+    _run_epochs(model, tensors, cfg, cfg.epochs, cfg.lr, rng, losses, progress)
+    ranges = None
+    if cfg.qat_epochs:
+        from export.quantize import calibrate
+        n_cal = min(cfg.qat_calibration_sessions, len(data))
+        ranges = calibrate(model.export_weights(FEATURE_NAMES, MODEL_OUTPUTS, ROLE_NAMES),
+                           data.features[:n_cal], data.mask[:n_cal])
+        model.set_fake_quant(ranges)
+        _run_epochs(model, tensors, cfg, cfg.qat_epochs, cfg.qat_lr, rng, losses, progress)
+        model.set_fake_quant(None)
+    model.eval()
+    weights = model.export_weights(FEATURE_NAMES, MODEL_OUTPUTS, ROLE_NAMES)
+    return TrainResult(weights, losses, time.perf_counter() - t0, model, ranges)
+
+
+def _run_epochs(model, tensors, cfg, epochs, lr, rng, losses, progress):
+    """Adam with a cosine schedule from ``lr`` to 0 over ``epochs``."""
+    x_all, m_all, y_all, r_all = tensors
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+    n = x_all.shape[0]
+    steps_per_epoch = max(1, math.ceil(n / cfg.batch_sessions))
+    total_steps = epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total_steps) / total_steps)))
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        total = 0.0
+        for s in range(steps_per_epoch):
+            idx = torch.from_numpy(order[s * cfg.batch_sessions:(s + 1) * cfg.batch_sessions])
+            loss, _, _ = masked_loss(model, x_all[idx], m_all[idx], y_all[idx], r_all[idx],
+                                     cfg.role_weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+        losses.append(total / n)
+        if progress is not None:
+            progress(len(losses) - 1, losses[-1])
+
+
+def predict_torch(model: Student, features: np.ndarray, mask: np.ndarray):
+    """The training side's outputs for a batch (float32), used for golden I/O."""
+    with torch.no_grad():
+        p, r = model(torch.from_numpy(np.asarray(features, np.float32)),
+                     torch.from_numpy(np.asarray(mask, np.float32)))
+    return p.numpy(), r.numpy()

@@ -1,0 +1,64 @@
+"""Training data from the synthesiser and the teacher: the gain augmentation is exact."""
+import numpy as np
+
+from edgemix import params as P
+from edgemix.features import FEATURE_INDEX, N_FEATURES
+from edgemix.params import MODEL_OUTPUTS
+from edgemix.roles import ROLE_NAMES
+from export import dataset as D
+from export.synth import synth_session
+from export.teacher import teach
+
+
+def test_teacher_labels_shift_only_the_trim_with_preamp_gain():
+    """The augmentation's premise, checked on the teacher itself: a channel recorded g dB
+    hotter gets trim - g and otherwise the same settings."""
+    s = synth_session(7, roles=("kick", "bass", "lead_vocal", "guitar"), seconds=3,
+                      sample_rate_hz=32000, keep_clean=False)
+    y0 = teach(s).model_outputs
+    g = np.array([6.0, -9.0, 3.0, -4.0])
+    s.stems = s.stems * (10.0 ** (g / 20.0)).astype(np.float32)
+    y1 = teach(s).model_outputs
+    trim = MODEL_OUTPUTS.index("trim_db")
+    np.testing.assert_allclose(y1[:, trim], y0[:, trim] - g, atol=0.05)
+    others = [j for j in range(len(MODEL_OUTPUTS)) if j != trim]
+    np.testing.assert_allclose(y1[:, others], y0[:, others], rtol=1e-3, atol=0.05)
+
+
+def test_session_seeds_do_not_depend_on_the_count():
+    assert D.session_seeds(5, 3) == D.session_seeds(9, 3)[:5]
+    assert D.session_seeds(5, 3) != D.session_seeds(5, 4)
+
+
+def test_session_roles_cover_bands_panels_and_32_channels():
+    rng = np.random.default_rng(0)
+    lineups = [D.session_roles(rng) for _ in range(400)]
+    sizes = [len(r) for r in lineups]
+    assert min(sizes) == 1 and max(sizes) == 32
+    assert any(set(r) == {"speech"} for r in lineups)
+    assert any("kick" in r and "lead_vocal" in r for r in lineups)
+
+
+def test_teacher_session_examples(monkeypatch):
+    monkeypatch.setattr(D, "SESSION_SECONDS", 3.0)
+    monkeypatch.setattr(D, "SNAPSHOT_S", (2.0, 3.0))
+    monkeypatch.setattr(D, "session_roles", lambda rng: ("snare", "pad", "backing_vocal"))
+    x, y, r = D.teacher_session(11)
+    per = D.GAIN_VARIANTS * 2
+    assert x.shape == (per, 3, N_FEATURES) and y.shape == (per, 3, len(MODEL_OUTPUTS))
+    assert np.all(np.isfinite(x)) and np.all(np.isfinite(y))
+    assert [ROLE_NAMES[i] for i in r] == ["snare", "pad", "backing_vocal"]
+    trim = MODEL_OUTPUTS.index("trim_db")
+    rms = FEATURE_INDEX["rms_st_dbfs"]  # ungated, so it moves by exactly the applied gain
+    # variant k's trim moves opposite to its measured level change (same snapshot time)
+    for v in range(1, D.GAIN_VARIANTS):
+        heard = (x[2 * v + 1, :, rms] > -90.0) & (x[1, :, rms] > -90.0)
+        d_trim = y[2 * v + 1, heard, trim] - y[1, heard, trim]
+        d_level = x[2 * v + 1, heard, rms] - x[1, heard, rms]
+        np.testing.assert_allclose(d_trim, -d_level, atol=0.05)
+        assert heard.any()
+    # everything but the trim is the same label in every example
+    others = [j for j in range(len(MODEL_OUTPUTS)) if j != trim]
+    assert np.all(y[:, :, others] == y[:1, :, others])
+    for j, spec in enumerate(P.MODEL_OUTPUT_SPECS):
+        assert np.all((y[:, :, j] >= spec.min) & (y[:, :, j] <= spec.max))
