@@ -35,10 +35,10 @@ def resolve_policy(kind: str) -> str:
     if kind != "auto":
         return kind
     try:
-        from edgemix.automix.model_policy import default_model_available
-    except ImportError:
+        from edgemix.automix.model_policy import DEFAULT_MODEL, default_model_dir
+    except ImportError:  # an install without the inference backends
         return "rules"
-    return "model" if default_model_available() else "rules"
+    return "model" if (default_model_dir() / DEFAULT_MODEL).is_file() else "rules"
 
 
 @dataclasses.dataclass

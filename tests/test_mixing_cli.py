@@ -18,8 +18,8 @@ def _true_peak_dbtp(y):
 def test_demo_writes_a_mix_that_is_neither_silent_nor_clipped_and_a_report(tmp_path):
     pyln = pytest.importorskip("pyloudnorm")
     out = tmp_path / "demo"
-    r = CliRunner().invoke(cli, ["demo", "-o", str(out), "--seconds", "6", "--channels", "5",
-                                 "--policy", "rules"])
+    # the README's main job, with its default policy (the shipped model)
+    r = CliRunner().invoke(cli, ["demo", "-o", str(out), "--seconds", "6", "--channels", "5"])
     assert r.exit_code == 0, r.output
     y, fs = sf.read(str(out / "mix.wav"))
     assert y.shape[1] == 2 and fs == 48000
@@ -27,6 +27,7 @@ def test_demo_writes_a_mix_that_is_neither_silent_nor_clipped_and_a_report(tmp_p
     assert loud > -40.0, "the demo mix is (nearly) silent"
     assert _true_peak_dbtp(y) <= -1.0 + 0.05
     rep = json.loads((out / "report.json").read_text())
+    assert rep["policy"] == "model"
     assert len(rep["channels"]) == 5
     assert all(c["role"] != "" and "fader_db" in c["params"] for c in rep["channels"])
     assert abs(rep["master"]["integrated_lufs"] - loud) < 0.5
