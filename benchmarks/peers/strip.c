@@ -10,6 +10,10 @@
 #include <math.h>
 #include <string.h>
 
+/* dB conversions through exp/log, as edgemix/dsp/dynamics.py does */
+#define LN10_OVER_20 0.11512925464970229
+#define DB10_PER_LN 4.3429448190325175
+
 typedef struct {
     double coef[6][5];   /* b0 b1 b2 a1 a2 per section */
     double z[6][2];
@@ -57,11 +61,11 @@ void strips_process(strip_t *s, int n_ch, const float *x, float *work, int frame
             double v = xi[n] * g_in;
             for (int k = 0; k < 6; k++) v = biquad(v, cf[k], z[k]);
             double l2 = v * v, xl = 0.0;
-            if (l2 > klo) xl = -gain_computer(10.0 * log10(l2), thr, ratio, knee);
+            if (l2 > klo) xl = -gain_computer(DB10_PER_LN * log(l2), thr, ratio, knee);
             if (xl > yl) yl = a_att * yl + (1.0 - a_att) * xl;
             else yl = a_rel * yl + (1.0 - a_rel) * xl;
             if (yl < 1e-7) yl = 0.0;
-            double g = yl == 0.0 ? mk : mk * pow(10.0, -yl / 20.0);
+            double g = yl == 0.0 ? mk : mk * exp(-yl * LN10_OVER_20);
             v *= g;
             double a = fabs(v);
             pk = a > pk * fall ? a : pk * fall;

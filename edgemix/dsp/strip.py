@@ -27,8 +27,8 @@ import numpy as np
 from edgemix.dsp._jit import kernel
 from edgemix.dsp.biquad import (BUTTERWORTH2_Q, BUTTERWORTH4_Q, HIGHPASS, HIGHSHELF, LOWSHELF,
                                 PEAK, rbj_coefficients, set_identity)
-from edgemix.dsp.dynamics import (GATE_ENVELOPE_RELEASE_MS, compressor_step, gate_step,
-                                  time_constant_alpha)
+from edgemix.dsp.dynamics import (GATE_ENVELOPE_RELEASE_MS, compressor_step, db_to_gain,
+                                  gate_step, time_constant_alpha)
 from edgemix.dsp.meters import DEFAULT_PEAK_DECAY_DB_PER_S, DEFAULT_RMS_TIME_CONSTANT_MS
 from edgemix.params import CH, CHANNEL_PARAMS, MAX_AUX, N_CH, OFF_DB
 
@@ -437,13 +437,13 @@ def _strip_segment(c, x, start, end, g, gt, ga, coef, z, d, kc, cur, meter_k):
                                                     g_open, g_close, g_hold, g_thr, g_ratio,
                                                     g_range, a_open, a_close)
             if yg < 0.0:
-                s = s * (1.0 + m_g * (10.0 ** (yg / 20.0) - 1.0))
+                s = s * (1.0 + m_g * (db_to_gain(yg) - 1.0))
         if comp_on:
             m_c += a_c * (t_c - m_c)
             g_mk += a_mk * (t_mk - g_mk)
             yl, ms = compressor_step(s, yl, ms, rms_mode, a_rms, knee_lo_sq, thr, ratio, knee,
                                      a_att, a_rel)
-            gc = g_mk if yl == 0.0 else g_mk * 10.0 ** (-yl / 20.0)
+            gc = g_mk if yl == 0.0 else g_mk * db_to_gain(-yl)
             s = s * (1.0 + m_c * (gc - 1.0))
         a = abs(s)
         pk = a if a > pk * pk_fall else pk * pk_fall
