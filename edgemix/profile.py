@@ -46,6 +46,7 @@ from time import perf_counter_ns
 
 import numpy as np
 
+from edgemix.infer import model_files
 from edgemix.boardtools import profiles
 from edgemix.rt.backend import Backend
 
@@ -79,22 +80,6 @@ def stats_ms(ns: np.ndarray) -> dict:
     return out
 
 
-def _model_files(models_dir: Path) -> dict[str, Path]:
-    """Backend label -> model file, for every artifact in ``models_dir``."""
-    files = {}
-    if not models_dir.is_dir():
-        return files
-    for p in sorted(models_dir.glob("*.npz")):
-        if not p.name.startswith("golden"):
-            files.setdefault("numba", p)
-            files.setdefault("numpy", p)
-    for p in sorted(models_dir.glob("*.onnx")):
-        files.setdefault("onnxruntime-int8" if "int8" in p.name else "onnxruntime", p)
-    for p in sorted(models_dir.glob("*.tflite")):
-        files.setdefault("litert-int8" if "int8" in p.name else "litert-fp32", p)
-    return files
-
-
 def load_backends(models_dir: Path) -> tuple[dict, list[dict]]:
     """Every inference backend that imports and has a model: ``({label: backend}, skipped)``."""
     skipped = []
@@ -102,7 +87,7 @@ def load_backends(models_dir: Path) -> tuple[dict, list[dict]]:
         from edgemix import infer
     except ImportError as e:
         return {}, [{"what": "inference", "why": f"edgemix.infer not importable ({e})"}]
-    files = _model_files(models_dir)
+    files = model_files(models_dir)
     if not files:
         return {}, [{"what": "inference", "why": f"no model files in {models_dir} (build them "
                      "with `python -m export.build_models`)"}]

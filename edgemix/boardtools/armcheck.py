@@ -20,6 +20,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from edgemix.infer import model_files
 #: Cross-architecture tolerances.  The kernels are compiled with FMA contraction allowed
 #: (``edgemix.dsp._jit.FASTMATH``), so aarch64 (fused multiply-add everywhere) and x86-64
 #: (FMA where LLVM picks it) round differently in the last float32 bit; through recursive
@@ -32,22 +33,6 @@ FEATURE_RTOL = 1e-4
 #: an int8 model may differ across architectures by a quantisation step or two.
 FLOAT_ATOL = 1e-4
 INT8_ATOL = 0.02
-
-
-def _model_files(models: Path) -> dict[str, Path]:
-    files = {}
-    if not models or not models.is_dir():
-        return files
-    for p in sorted(models.glob("*.npz")):
-        if not p.name.startswith("golden"):
-            files.setdefault("numpy", p)
-            files.setdefault("numba", p)
-    for p in sorted(models.glob("*.tflite")):
-        files.setdefault("litert-int8" if "int8" in p.name else "litert-fp32", p)
-    for p in sorted(models.glob("*.onnx")):
-        if "int8" not in p.name:
-            files.setdefault("onnxruntime", p)
-    return files
 
 
 def render(profile_name, models_dir, seconds: float) -> dict:
@@ -92,7 +77,7 @@ def render(profile_name, models_dir, seconds: float) -> dict:
     except ImportError as e:
         notes.append(f"features: not importable ({e})")
 
-    files = _model_files(Path(models_dir) if models_dir else None)
+    files = model_files(Path(models_dir) if models_dir else None)
     if not files:
         notes.append(f"models: no model files in {models_dir}")
     if files and "features" in out:

@@ -446,17 +446,10 @@ class LoudnessMeter:
 
     def process(self, block) -> None:
         """Meter one block, ``(frames, channels)`` (or ``(frames,)`` for one channel)."""
-        x = block
-        if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous):
-            x = np.ascontiguousarray(x, dtype=np.float32)
-        if x.ndim == 1 and self.n_channels == 1:
-            x = x.reshape(-1, 1)
-        if x.ndim != 2 or x.shape[1] != self.n_channels:
-            raise ValueError(f"block has shape {np.shape(block)}: give (frames, "
-                             f"{self.n_channels}) samples, one column per channel")
+        from edgemix.dsp.meters import channels_first_view
+        x_cf = channels_first_view(block, self.n_channels)  # a view: no copy
         ls = self._ls
-        # x.T is the (channels, frames) view of the same memory: no copy.
-        loudness_process(x.T, ls.coef, ls.weights, ls.hop_frames, ls.state, ls.chan_state,
+        loudness_process(x_cf, ls.coef, ls.weights, ls.hop_frames, ls.state, ls.chan_state,
                          ls.hist)
 
     def reset(self) -> None:

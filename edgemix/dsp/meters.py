@@ -161,6 +161,20 @@ def correlation_process(x, a, state):
     return r
 
 
+def channels_first_view(block, n_channels: int) -> np.ndarray:
+    """Validate a ``(frames, channels)`` block (or ``(frames,)`` for one channel) and return
+    its ``(channels, frames)`` view: no copy for float32 C-contiguous input."""
+    x = block
+    if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous):
+        x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim == 1 and n_channels == 1:
+        x = x.reshape(-1, 1)
+    if x.ndim != 2 or x.shape[1] != n_channels:
+        raise ValueError(f"block has shape {np.shape(block)}: give (frames, "
+                         f"{n_channels}) samples, one column per channel")
+    return x.T
+
+
 def _to_db(lin: np.ndarray, power: bool = False) -> np.ndarray:
     with np.errstate(divide="ignore"):
         return (10.0 if power else 20.0) * np.log10(lin)
@@ -172,15 +186,7 @@ class _BlockMeter:
     n_channels: int
 
     def _view(self, block) -> np.ndarray:
-        x = block
-        if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous):
-            x = np.ascontiguousarray(x, dtype=np.float32)
-        if x.ndim == 1 and self.n_channels == 1:
-            x = x.reshape(-1, 1)
-        if x.ndim != 2 or x.shape[1] != self.n_channels:
-            raise ValueError(f"block has shape {np.shape(block)}: give (frames, "
-                             f"{self.n_channels}) samples, one column per channel")
-        return x.T
+        return channels_first_view(block, self.n_channels)
 
 
 def _check_rate(sample_rate_hz) -> float:

@@ -24,6 +24,25 @@ def default_model_dir() -> pathlib.Path:
     return pathlib.Path(__file__).resolve().parents[2] / "models"
 
 
+def model_files(models_dir) -> dict:
+    """The student files in a ``models/`` folder by backend name: ``numba``/``numpy`` (the
+    ``.npz`` weights), ``onnxruntime`` and ``onnxruntime-int8``, ``litert-fp32`` and
+    ``litert-int8``; empty when the folder is missing."""
+    models_dir = pathlib.Path(models_dir) if models_dir else None
+    files: dict = {}
+    if models_dir is None or not models_dir.is_dir():
+        return files
+    for p in sorted(models_dir.glob("*.npz")):
+        if not p.name.startswith("golden"):
+            files.setdefault("numba", p)
+            files.setdefault("numpy", p)
+    for p in sorted(models_dir.glob("*.onnx")):
+        files.setdefault("onnxruntime-int8" if "int8" in p.name else "onnxruntime", p)
+    for p in sorted(models_dir.glob("*.tflite")):
+        files.setdefault("litert-int8" if "int8" in p.name else "litert-fp32", p)
+    return files
+
+
 def load(path, backend: str | None = None) -> Backend:
     """Load a student model; ``backend`` defaults from the suffix (``.npz`` -> numba)."""
     path = pathlib.Path(path)
