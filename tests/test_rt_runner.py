@@ -318,7 +318,9 @@ def test_audio_path_does_not_allocate(tmp_path):
     from edgemix.automix.rules import RulePolicy
     from edgemix.features import FeatureExtractor
     c = Console(FS, 64, 8, 2)
-    rec = Recorder(tmp_path / "r", 8, FS, capacity_s=0.5, flush_ms=10_000)
+    # the writer thread must not wake during the measurement: tracemalloc counts every
+    # thread, and its soundfile writes would land in the audio path's numbers
+    rec = Recorder(tmp_path / "r", 8, FS, capacity_s=0.5, flush_ms=1e9)
     r = Runner(c, Backend(8, FS, 64), rt_priority=False, recorder=rec,
                policy=RulePolicy(["other"] * 8), features=FeatureExtractor(FS, 8))
     r.warmup()
