@@ -135,3 +135,27 @@ def test_bad_settings_name_the_fix():
         Compressor(FS, ratio=0.5)
     with pytest.raises(ValueError, match="unknown setting"):
         Gate(FS, treshold_db=-40)
+
+
+def test_inline_log2_and_exp2_match_libm():
+    """The strip's call-free dB conversions (see dynamics.fast_log2) against numpy."""
+    import numba
+    from edgemix.dsp.dynamics import db_to_gain, fast_exp2, fast_log2, power_to_db
+
+    @numba.njit
+    def run(x, y, a, b, g, d):
+        for i in range(x.shape[0]):
+            a[i] = fast_log2(x[i])
+            b[i] = fast_exp2(y[i])
+            g[i] = db_to_gain(y[i])
+            d[i] = power_to_db(x[i])
+
+    x = np.geomspace(1e-300, 1e300, 100001)
+    y = np.linspace(-999.0, 1000.0, 100001)
+    a, b, g, d = (np.empty_like(x) for _ in range(4))
+    run(x, y, a, b, g, d)
+    assert np.abs(a - np.log2(x)).max() < 1e-10
+    assert np.abs(b / np.exp2(y) - 1).max() < 1e-9
+    assert np.abs(g / 10 ** (y / 20) - 1).max() < 1e-9
+    assert np.abs(d - 10 * np.log10(x)).max() < 1e-9
+    assert fast_exp2(-2000.0) == 0.0

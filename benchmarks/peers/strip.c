@@ -10,9 +10,33 @@
 #include <math.h>
 #include <string.h>
 
-/* dB conversions through exp/log, as edgemix/dsp/dynamics.py does */
-#define LN10_OVER_20 0.11512925464970229
-#define DB10_PER_LN 4.3429448190325175
+#include <stdint.h>
+
+/* dB conversions with the same inline log2/exp2 as edgemix/dsp/dynamics.py (no libm call
+ * in the sample loop, so no spills of the strip's state around it) */
+#define LOG2_10_OVER_20 0.16609640474436813
+#define DB10_PER_LOG2 3.010299956639812
+
+static inline double fast_log2(double x) {
+    uint64_t bits; memcpy(&bits, &x, 8);
+    int64_t e = (int64_t)(bits >> 52) - 1023;
+    uint64_t mb = (bits & 0x000FFFFFFFFFFFFFull) | 0x3FF0000000000000ull;
+    double m; memcpy(&m, &mb, 8);
+    if (m > 1.4142135623730951) { m *= 0.5; e += 1; }
+    double t = (m - 1.0) / (m + 1.0), t2 = t * t;
+    double s = t * (1.0 + t2 * (1.0/3 + t2 * (1.0/5 + t2 * (1.0/7 + t2 * (1.0/9 + t2 * (1.0/11))))));
+    return (double)e + s * 2.8853900817779268;
+}
+
+static inline double fast_exp2(double y) {
+    if (y < -1000.0) return 0.0;
+    /* round to nearest without a libm call (plain -O3 targets baseline x86-64, where
+     * floor() is a call): the 1.5 * 2^52 trick, valid for |y| < 2^51 */
+    double n = (y + 6755399441055744.0) - 6755399441055744.0, z = (y - n) * 0.6931471805599453;
+    double p = 1.0 + z * (1.0 + z * (0.5 + z * (1.0/6 + z * (1.0/24 + z * (1.0/120 + z * (1.0/720 + z * (1.0/5040 + z * (1.0/40320))))))));
+    uint64_t b = (uint64_t)((int64_t)n + 1023) << 52; double s; memcpy(&s, &b, 8);
+    return p * s;
+}
 
 typedef struct {
     double coef[6][5];   /* b0 b1 b2 a1 a2 per section */
@@ -61,11 +85,11 @@ void strips_process(strip_t *s, int n_ch, const float *x, float *work, int frame
             double v = xi[n] * g_in;
             for (int k = 0; k < 6; k++) v = biquad(v, cf[k], z[k]);
             double l2 = v * v, xl = 0.0;
-            if (l2 > klo) xl = -gain_computer(DB10_PER_LN * log(l2), thr, ratio, knee);
+            if (l2 > klo) xl = -gain_computer(DB10_PER_LOG2 * fast_log2(l2), thr, ratio, knee);
             if (xl > yl) yl = a_att * yl + (1.0 - a_att) * xl;
             else yl = a_rel * yl + (1.0 - a_rel) * xl;
             if (yl < 1e-7) yl = 0.0;
-            double g = yl == 0.0 ? mk : mk * exp(-yl * LN10_OVER_20);
+            double g = yl == 0.0 ? mk : mk * fast_exp2(-yl * LOG2_10_OVER_20);
             v *= g;
             double a = fabs(v);
             pk = a > pk * fall ? a : pk * fall;
