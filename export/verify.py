@@ -96,11 +96,9 @@ def compare(p, r, golden: dict, int8: bool) -> dict:
 
 
 def sha256_of(path) -> str:
-    h = hashlib.sha256()
+    """Hex SHA-256 of a file (streamed by the standard library)."""
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 16), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def check_sums(models_dir) -> list[str]:

@@ -157,11 +157,9 @@ def select_models(profile: profiles.Profile, models_dir: Path) -> list[Path]:
 
 
 def sha256_file(path) -> str:
-    h = hashlib.sha256()
+    """Hex SHA-256 of a file (streamed by the standard library)."""
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def write_manifest(root: Path) -> Path:
