@@ -32,6 +32,7 @@ its text kept in ``last_error`` (DESIGN.md: fail soft on the control path).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
@@ -105,6 +106,7 @@ class ControlLoop:
         self.last_explanations: list[dict[str, str]] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.rt_status = "not requested"
 
     # ---- audio thread -------------------------------------------------------------------
     def push(self, x: np.ndarray) -> bool:
@@ -196,7 +198,13 @@ class ControlLoop:
                         "parameters: %s", self.errors, self.last_error)
 
     # ---- live: the control thread -------------------------------------------------------
-    def _run(self) -> None:
+    def _run(self, rt_priority: int | None) -> None:
+        if rt_priority is not None:
+            try:
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(rt_priority))
+                self.rt_status = f"SCHED_FIFO {rt_priority}"
+            except (AttributeError, OSError) as e:  # the runner already warned for audio
+                self.rt_status = f"normal priority ({e.__class__.__name__})"
         poll_s = self.hop_s / POLLS_PER_HOP
         t_next = time.monotonic()
         while True:
@@ -209,10 +217,18 @@ class ControlLoop:
                 return
             self.advance()
 
-    def start(self) -> None:
-        """Start the control thread (live backends)."""
+    def start(self, rt_priority: int | None = None) -> None:
+        """Start the control thread (live backends), at SCHED_FIFO ``rt_priority`` if given.
+
+        Why real-time priority for a thread that is not on the audio path: it holds the GIL
+        that the audio callback needs.  At normal priority, any busy process can preempt it
+        while it holds the GIL, and the audio thread then waits for a scheduler quantum
+        (priority inversion; seen as deadline misses under load with ``edgemix profile``).
+        Below the audio thread's priority it never preempts the audio thread itself.
+        """
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="edgemix-control", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(rt_priority,),
+                                        name="edgemix-control", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -223,6 +239,7 @@ class ControlLoop:
 
     def stats(self) -> dict:
         return {"hops": self.hops, "updates": self.updates, "errors": self.errors,
+                "rt": self.rt_status,
                 "last_error": self.last_error, "hop_frames": self.hop_frames,
                 "ring_capacity_frames": self.ring.capacity,
                 "ring_dropped_frames": self.ring.dropped_frames,
