@@ -45,14 +45,14 @@ def scratch_shape(sizes: np.ndarray, n_channels: int = MAX_CHANNELS) -> tuple[in
 
 
 @kernel
-def _layer(src, src_col, n_in, w, w_off, b_off, n_out, dst, dst_col, mask, relu):
-    """dst[c, dst_col:+n_out] = act(src[c, src_col:+n_in] @ W + b) for rows with mask != 0.
+def _layer(src, src_col, n_in, w, w_off, bias, n_out, dst, dst_col, mask, relu):
+    """dst[c, dst_col:+n_out] = act(src[c, src_col:+n_in] @ W + bias) for rows with mask != 0.
 
-    W is ``(n_in, n_out)`` row-major at ``w[w_off]``, b at ``w[b_off]``; ``mask`` has one
-    entry per row to compute.  The loops run over 1-D row views: with a column offset
+    W is ``(n_in, n_out)`` row-major at ``w[w_off]``; ``bias`` is any ``(n_out,)`` row (a
+    bias vector from the weights, or the mix-context row); ``mask`` has one entry per row
+    to compute.  The loops run over 1-D row views: with a column offset
     inside a 2-D index LLVM does not vectorise the inner loop (measured 5x slower).
     """
-    bias = w[b_off:b_off + n_out]
     for c in range(mask.shape[0]):
         if mask[c] == 0.0:
             continue
@@ -115,8 +115,8 @@ def _student_forward(features, mask, flat_weights, sizes, scratch, params01, rol
     inv_n = 1.0 / max(n_present, 1.0)
 
     # per-channel encoder, weights shared by every channel
-    _layer(scratch, c_z, f, w, o_w1, o_b1, h1n, scratch, c_h1, mask, True)
-    _layer(scratch, c_h1, h1n, w, o_w2, o_b2, h2n, scratch, c_h2, mask, True)
+    _layer(scratch, c_z, f, w, o_w1, w[o_b1:o_b1 + h1n], h1n, scratch, c_h1, mask, True)
+    _layer(scratch, c_h1, h1n, w, o_w2, w[o_b2:o_b2 + h2n], h2n, scratch, c_h2, mask, True)
 
     # masked mean and max over present channels (h2 >= 0, so a max starting at 0 is exact)
     pr = n_ch
@@ -135,30 +135,18 @@ def _student_forward(features, mask, flat_weights, sizes, scratch, params01, rol
             pmax[j] = max(pmax[j], h[j] * mc)
 
     # mix context -> one row added to every channel (mix_b rides along as its bias)
-    _layer(scratch[pr:], c_pool, 2 * h2n, w, o_wc, o_bc, k, scratch[pr:], c_ctx, _ONE_ROW, True)
-    _layer(scratch[pr:], c_ctx, k, w, o_wmc, o_bm, d, scratch[pr:], c_row, _ONE_ROW, False)
+    _layer(scratch[pr:], c_pool, 2 * h2n, w, o_wc, w[o_bc:o_bc + k], k, scratch[pr:], c_ctx,
+           _ONE_ROW, True)
+    _layer(scratch[pr:], c_ctx, k, w, o_wmc, w[o_bm:o_bm + d], d, scratch[pr:], c_row,
+           _ONE_ROW, False)
 
     # g = relu(h2 @ mix_w + ctx_row): a layer whose bias is the context row
-    ctx_row = scratch[pr, c_row:c_row + d]
-    for c in range(n_ch):
-        if mask[c] == 0.0:
-            continue
-        x = scratch[c, c_h2:c_h2 + h2n]
-        out = scratch[c, c_g:c_g + d]
-        for j in range(d):
-            out[j] = ctx_row[j]
-        for i in range(h2n):
-            xi = x[i]
-            wr = w[o_wm + i * d:o_wm + (i + 1) * d]
-            for j in range(d):
-                out[j] += xi * wr[j]
-        for j in range(d):
-            if out[j] < 0.0:
-                out[j] = 0.0
+    _layer(scratch, c_h2, h2n, w, o_wm, scratch[pr, c_row:c_row + d], d, scratch, c_g, mask,
+           True)
 
     # heads
-    _layer(scratch, c_g, d, w, o_wp, o_bp, p, params01, 0, mask, False)
-    _layer(scratch, c_g, d, w, o_wr, o_br, r, role_logits, 0, mask, False)
+    _layer(scratch, c_g, d, w, o_wp, w[o_bp:o_bp + p], p, params01, 0, mask, False)
+    _layer(scratch, c_g, d, w, o_wr, w[o_br:o_br + r], r, role_logits, 0, mask, False)
     for c in range(n_ch):
         if mask[c] == 0.0:
             for j in range(p):
