@@ -125,17 +125,6 @@ class Meters:
     correlation: float                     # stereo correlation -1 .. +1
     limiter_gain_reduction_db: float       # now, >= 0
 
-    def as_dict(self) -> dict:
-        d = {}
-        for k, v in self.__dict__.items():
-            d[k] = v.tolist() if isinstance(v, np.ndarray) else (list(v) if isinstance(v, tuple) else v)
-        return d
-
-
-def _db(x, power=False):
-    with np.errstate(divide="ignore"):
-        return (10.0 if power else 20.0) * np.log10(np.maximum(x, 0.0))
-
 
 class Console:
     """A mixing console: ``n_channels`` strips, ``n_aux`` aux buses (aux 1 feeds the
@@ -311,9 +300,6 @@ class Console:
     def master_params(self) -> np.ndarray:
         return self._staged[1].copy()
 
-    def get(self, channel: int, name: str) -> float:
-        return float(self._staged[0][channel, getattr(P.CH, name)])
-
     # ---- read-outs ----------------------------------------------------------------------
     @property
     def latency_frames(self) -> int:
@@ -341,16 +327,16 @@ class Console:
         d = self._strip.dyn
         st = self._loud.state
         return Meters(
-            channel_peak_db=_db(d[:, D_PEAK]),
-            channel_rms_db=_db(d[:, D_METER_MS], power=True),
+            channel_peak_db=M.lin_to_db(d[:, D_PEAK]),
+            channel_rms_db=M.lin_to_db(d[:, D_METER_MS], power=True),
             channel_gain_reduction_db=d[:, D_YL] - d[:, D_YG],
             automix_gain_db=self._automix_gains_db.copy(),
-            peak_dbfs=tuple(float(v) for v in _db(self._peak[:, M.PEAK_LEVEL])),
-            true_peak_dbtp=float(_db(self._tp[:, TP_MAX].max())),
+            peak_dbfs=tuple(float(v) for v in M.lin_to_db(self._peak[:, M.PEAK_LEVEL])),
+            true_peak_dbtp=float(M.lin_to_db(self._tp[:, TP_MAX].max())),
             momentary_lufs=float(st[L.IDX_MOMENTARY_LUFS]),
             short_term_lufs=float(st[L.IDX_SHORT_TERM_LUFS]),
             integrated_lufs=float(st[L.IDX_INTEGRATED_LUFS]),
             loudness_range_lu=float(st[L.IDX_LRA_LU]),
             correlation=float(self._corr[M.CORR_R]),
-            limiter_gain_reduction_db=float(-_db(self._limiter.s[S_GAIN])),
+            limiter_gain_reduction_db=float(-M.lin_to_db(self._limiter.s[S_GAIN])),
         )

@@ -175,9 +175,10 @@ def channels_first_view(block, n_channels: int) -> np.ndarray:
     return x.T
 
 
-def _to_db(lin: np.ndarray, power: bool = False) -> np.ndarray:
+def lin_to_db(lin, power: bool = False):
+    """A meter reading in dB: 20 log10 of a level (10 log10 of a power); 0 reads -inf."""
     with np.errstate(divide="ignore"):
-        return (10.0 if power else 20.0) * np.log10(lin)
+        return (10.0 if power else 20.0) * np.log10(np.maximum(lin, 0.0))
 
 
 class _BlockMeter:
@@ -237,12 +238,12 @@ class PeakMeter(_BlockMeter):
     @property
     def peak_dbfs(self) -> np.ndarray:
         """Displayed level per channel (held, then falling), dBFS; -inf for silence."""
-        return _to_db(self.state[:, PEAK_LEVEL])
+        return lin_to_db(self.state[:, PEAK_LEVEL])
 
     @property
     def max_peak_dbfs(self) -> np.ndarray:
         """Largest sample magnitude per channel since reset, dBFS."""
-        return _to_db(self.state[:, PEAK_MAX])
+        return lin_to_db(self.state[:, PEAK_MAX])
 
 
 class RmsMeter(_BlockMeter):
@@ -270,7 +271,7 @@ class RmsMeter(_BlockMeter):
     @property
     def rms_dbfs(self) -> np.ndarray:
         """RMS per channel in dB re full-scale amplitude (a full-scale sine reads -3.01)."""
-        return _to_db(self.state, power=True)
+        return lin_to_db(self.state, power=True)
 
 
 class CorrelationMeter(_BlockMeter):

@@ -42,6 +42,7 @@ import math
 import numpy as np
 
 from edgemix.dsp._jit import kernel
+from edgemix.dsp.meters import lin_to_db
 
 #: ITU-R BS.1770-4 Annex 2, the order-48, 4-phase interpolating FIR, one row per phase
 #: (the annex prints one column per phase).  Phase 3 is phase 0 reversed and phase 2 is
@@ -226,11 +227,6 @@ def _truepeak_run(x, n_frames, st, coef, raw_tap):
     return block_max
 
 
-def _to_dbtp(linear):
-    with np.errstate(divide="ignore"):
-        return 20.0 * np.log10(linear)
-
-
 class TruePeakMeter:
     """Streaming BS.1770-4 Annex 2 true-peak meter for ``n_channels`` at one sample rate.
 
@@ -286,12 +282,12 @@ class TruePeakMeter:
     @property
     def true_peak_dbtp(self) -> np.ndarray:
         """Largest true peak per channel so far, dBTP (-inf for silence)."""
-        return _to_dbtp(self._state[:, TP_MAX].copy())
+        return lin_to_db(self._state[:, TP_MAX].copy())
 
     @property
     def max_true_peak_dbtp(self) -> float:
         """Largest true peak over all channels so far, dBTP."""
-        return float(_to_dbtp(self._state[:, TP_MAX].max()))
+        return float(lin_to_db(self._state[:, TP_MAX].max()))
 
 
 def true_peak_dbtp(x, sample_rate_hz: float) -> np.ndarray:
