@@ -19,7 +19,9 @@ import click
 import numpy as np
 
 from edgemix import params as P
+from edgemix.automix.explain import format_value
 from edgemix.errors import UserError
+from edgemix.roles import colour_of
 
 #: Parameters the report shows per channel, in console order.
 REPORT_PARAMS = ("trim_db", "polarity_invert", "hpf_hz", "eq1_gain_db", "eq2_hz", "eq2_gain_db",
@@ -34,10 +36,7 @@ def resolve_policy(kind: str) -> str:
     """``auto`` is the shipped model where its files are present, else the rule policy."""
     if kind != "auto":
         return kind
-    try:
-        from edgemix.automix.model_policy import DEFAULT_MODEL, default_model_dir
-    except ImportError:  # an install without the inference backends
-        return "rules"
+    from edgemix.automix.model_policy import DEFAULT_MODEL, default_model_dir
     return "model" if (default_model_dir() / DEFAULT_MODEL).is_file() else "rules"
 
 
@@ -129,14 +128,6 @@ def mix_session(session, *, policy: str = "auto", progress: bool = True) -> MixR
                      meters=runner.console.meters, seconds=time.monotonic() - t0, policy=kind)
 
 
-def _fmt(name: str, v: float) -> str:
-    try:
-        from edgemix.automix.explain import format_value
-        return format_value(name, v)
-    except ImportError:
-        return f"{v:g}"
-
-
 def write_report(res: MixResult, out_dir: pathlib.Path, mix_path: pathlib.Path) -> tuple:
     """``report.json`` (everything) and ``report.md`` (for people) beside the mix."""
     rep = res.report()
@@ -156,9 +147,9 @@ def write_report(res: MixResult, out_dir: pathlib.Path, mix_path: pathlib.Path) 
         comp = ("off" if p["comp_ratio"] <= 1.0 else
                 f"{p['comp_ratio']:.1f}:1 at {p['comp_threshold_db']:.0f} dB")
         lines.append(f"| {c['name']} | {c['role']} | {c['automation']:.2f} | "
-                     f"{_fmt('trim_db', p['trim_db'])} | {_fmt('hpf_hz', p['hpf_hz'])} | {comp} | "
-                     f"{_fmt('fader_db', p['fader_db'])} | {_fmt('pan', p['pan'])} | "
-                     f"{_fmt('aux1_send_db', p['aux1_send_db'])} |")
+                     f"{format_value('trim_db', p['trim_db'])} | {format_value('hpf_hz', p['hpf_hz'])} | {comp} | "
+                     f"{format_value('fader_db', p['fader_db'])} | {format_value('pan', p['pan'])} | "
+                     f"{format_value('aux1_send_db', p['aux1_send_db'])} |")
     lines += ["", "## Why", ""]
     for c in rep["channels"]:
         why = c["why"]
@@ -214,6 +205,7 @@ def mix_command(stems, output, params_file, policy, as_json):
 
 def _roles_from_names(session, stems):
     """Without a session file: one channel per stem, named and role-guessed from file names."""
+    from export.synth import guess_role
     from edgemix.rt.offline import StemError, expand_inputs, probe_stems
     from edgemix.session import ChannelConfig
     try:
@@ -221,28 +213,14 @@ def _roles_from_names(session, stems):
         _, _, chans = probe_stems(paths)
     except StemError as e:
         raise UserError(str(e)) from None
-    guess = _role_guesser()
     channels, k = [], 1
     for p, n in zip(paths, chans):
         for j in range(n):
             name = p.stem if n == 1 else f"{p.stem}.{j + 1}"
-            role = guess(p.stem)
-            channels.append(ChannelConfig(name=name, input=k, role=role, colour=_colour(role)))
+            role = guess_role(p.stem)
+            channels.append(ChannelConfig(name=name, input=k, role=role, colour=colour_of(role)))
             k += 1
     return dataclasses.replace(session, channels=tuple(channels), channels_given=True)
-
-
-def _role_guesser():
-    try:
-        from export.synth import guess_role
-        return guess_role
-    except ImportError:
-        return lambda name: "other"
-
-
-def _colour(role: str) -> str:
-    from edgemix.roles import colour_of
-    return colour_of(role)
 
 
 @click.command("demo")
@@ -276,7 +254,7 @@ def demo_command(out_dir, seconds, n_channels, kind, seed, policy, as_json):
         name = f"{i + 1:02d}_{role}"
         sf.write(str(stems_dir / f"{name}.wav"), syn.stems[:, i], syn.sample_rate_hz,
                  subtype="FLOAT")
-        channels.append(ChannelConfig(name=name, input=i + 1, role=role, colour=_colour(role)))
+        channels.append(ChannelConfig(name=name, input=i + 1, role=role, colour=colour_of(role)))
     mix_path = out / "mix.wav"
     session = default_session(0)
     session = dataclasses.replace(
