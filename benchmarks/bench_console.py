@@ -23,7 +23,8 @@ import pytest
 from edgemix import params as P
 from edgemix.console import Console
 from edgemix.dsp._jit import kernel
-from edgemix.dsp.strip import guard_input, strips_post_fader, strips_pre_fader
+from edgemix.dsp.strip import (G_AUX, G_L, G_R, guard_input, strips_post_fader,
+                                strips_pre_fader)
 
 FS = 48000.0
 DEADLINE_S = 64 / FS
@@ -120,8 +121,9 @@ def _c_runner(so, channels, block):
                     np.exp(-1000 / (CHAIN["comp_release_ms"] * FS)),
                     10 ** (CHAIN["comp_makeup_db"] / 20)]
     st[:, 55:57] = [10 ** (-20 / 1.7 / (20 * FS)), 1 - np.exp(-1000 / (300 * FS))]
-    st[:, 57:65] = np.column_stack([s.gain[:, 6], s.gain[:, 7], s.gain[:, 6], s.gain[:, 7],
-                                    s.gain[:, 8], s.gain[:, 9], s.gain[:, 8], s.gain[:, 9]])
+    # gl, gr, tl, tr, gs[2], ts[2]: the settled gains the console computed
+    gl, gr, a1, a2 = (s.gain[:, G_L], s.gain[:, G_R], s.gain[:, G_AUX], s.gain[:, G_AUX + 1])
+    st[:, 57:65] = np.column_stack([gl, gr, gl, gr, a1, a2, a1, a2])
     x_cf = np.ascontiguousarray(_input(block, channels).T)
     work = np.zeros((channels, block), np.float32)
     bus = np.zeros((2, block), np.float32)
