@@ -27,6 +27,7 @@ from edgemix.dsp import loudness as L
 from edgemix.dsp import meters as M
 from edgemix.dsp._jit import kernel
 from edgemix.dsp.automixer import AutomixState, _automix_block, automix_idle, automix_skip
+from edgemix.dsp.dynamics import gain_of_db
 from edgemix.dsp.limiter import S_GAIN, LimiterState, _limiter_run
 from edgemix.dsp.reverb import ReverbState, _reverb_block
 from edgemix.dsp.strip import (TICK, StripState, guard_input, strips_post_fader,
@@ -41,8 +42,7 @@ MAX_CHANNELS = 256
 
 @kernel
 def _master_gain_target(m):
-    db = m[MS.master_fader_db]
-    return 0.0 if db <= P.OFF_DB else 10.0 ** (db / 20.0)
+    return gain_of_db(m[MS.master_fader_db])
 
 
 @kernel

@@ -21,7 +21,7 @@ from numba.core import types
 from numba.extending import intrinsic
 
 from edgemix.dsp._jit import kernel
-from edgemix.params import CHANNEL_SPECS
+from edgemix.params import CHANNEL_SPECS, OFF_DB
 
 #: Release of the gate's peak envelope follower.  The gate decides open/closed on this
 #: envelope (instant attack), so 10 ms keeps it from chattering inside one period of a low
@@ -105,6 +105,13 @@ def fast_exp2(y):
 def db_to_gain(db):
     """``10^(db/20)`` per sample, inline (see ``fast_exp2``)."""
     return fast_exp2(db * LOG2_10_OVER_20)
+
+
+@kernel(inline="always")
+def gain_of_db(db):
+    """A fader-style level: ``10^(db/20)``, and exactly 0 at ``params.OFF_DB`` or below
+    (the "off" position of faders, sends and returns).  Control rate: exact ``pow``."""
+    return 0.0 if db <= OFF_DB else 10.0 ** (db / 20.0)
 
 
 @kernel(inline="always")

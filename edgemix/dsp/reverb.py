@@ -59,6 +59,7 @@ import numpy as np
 from edgemix import params as P
 from edgemix.dsp._jit import kernel
 from edgemix.dsp.biquad import BUTTERWORTH2_Q, HIGHPASS, rbj_coefficients
+from edgemix.dsp.dynamics import gain_of_db
 from edgemix.params import MS
 
 N_LINES = 16
@@ -267,11 +268,6 @@ def absorption_coefficients(delays, decay_s, damping_hz, fs_hz, coef, row):
 
 
 @kernel(inline="always")
-def _gain_of_db(db):
-    return 0.0 if db <= P.OFF_DB else 10.0 ** (db / 20.0)
-
-
-@kernel(inline="always")
 def _glide_log(cur, target, a):
     """One control-rate step of a log-domain one-pole glide; snaps when within 1e-9."""
     lc = math.log(cur)
@@ -290,7 +286,7 @@ def _tick(master, ctl, coef, delays):
     damp_t = master[MS.reverb_damping_hz]
     lowcut_t = master[MS.reverb_lowcut_hz]
     ctl[C_PRE_T] = max(master[MS.reverb_predelay_ms] * fs / 1000.0 - ctl[C_DMIN], 0.0)
-    ctl[C_RET_T] = _gain_of_db(master[MS.reverb_return_db])
+    ctl[C_RET_T] = gain_of_db(master[MS.reverb_return_db])
     n_lines = coef.shape[1]
     # the ramps of the last interval end here, exactly on their targets
     for i in range(n_lines):

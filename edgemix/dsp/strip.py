@@ -28,9 +28,9 @@ from edgemix.dsp._jit import kernel
 from edgemix.dsp.biquad import (BUTTERWORTH2_Q, BUTTERWORTH4_Q, HIGHPASS, HIGHSHELF, LOWSHELF,
                                 PEAK, rbj_coefficients, set_identity)
 from edgemix.dsp.dynamics import (GATE_ENVELOPE_RELEASE_MS, compressor_step, db_to_gain,
-                                  gate_step, time_constant_alpha)
+                                  gain_of_db, gate_step, time_constant_alpha)
 from edgemix.dsp.meters import DEFAULT_PEAK_DECAY_DB_PER_S, DEFAULT_RMS_TIME_CONSTANT_MS
-from edgemix.params import CH, CHANNEL_PARAMS, MAX_AUX, N_CH, OFF_DB
+from edgemix.params import CH, CHANNEL_PARAMS, MAX_AUX, N_CH
 
 #: Control-rate period in samples (0.33 ms at 48 kHz): fine enough that a filter glide is
 #: smooth, coarse enough that recomputing six sections costs little per sample.
@@ -289,14 +289,13 @@ def _tick_columns(c, p, st_cur, gain, gain_t, coef, k, col_class, col_band, col_
         g[M_COMP] = cur[CH.comp_on]
         g[G_MAKEUP] = 10.0 ** (cur[CH.comp_makeup_db] / 20.0)
         mute = 1.0 - cur[CH.mute_on]
-        fader = 0.0 if cur[CH.fader_db] <= OFF_DB else 10.0 ** (cur[CH.fader_db] / 20.0)
+        fader = gain_of_db(cur[CH.fader_db])
         # constant-power pan, -3 dB at centre: theta in [0, pi/2], L = cos, R = sin
         theta = (cur[CH.pan] + 1.0) * (math.pi / 4.0)
         g[G_L] = fader * mute * math.cos(theta)
         g[G_R] = fader * mute * math.sin(theta)
         for a in range(n_aux):
-            sdb = cur[AUX_SEND_COLS[a]]
-            send = 0.0 if sdb <= OFF_DB else 10.0 ** (sdb / 20.0)
+            send = gain_of_db(cur[AUX_SEND_COLS[a]])
             if cur[AUX_PRE_COLS[a]] > 0.5:
                 g[G_AUX + a] = send * mute
             else:
