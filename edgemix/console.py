@@ -300,6 +300,11 @@ class Console:
     def master_params(self) -> np.ndarray:
         return self._staged[1].copy()
 
+    def get(self, channel: int, name: str) -> float:
+        """The newest target of one channel parameter, by name (the read twin of
+        ``set_channel``)."""
+        return float(self._staged[0][channel, getattr(P.CH, name)])
+
     # ---- read-outs ----------------------------------------------------------------------
     @property
     def latency_frames(self) -> int:
