@@ -111,7 +111,7 @@ def _c_runner(so, channels, block):
     c.process(_input(block, channels))
     s = c._strip
     st = np.zeros((channels, _C_FIELDS))
-    st[:, 0:30] = s.coef.reshape(channels, 30)
+    st[:, 0:30] = s.coef.transpose(2, 0, 1).reshape(channels, 30)
     a_g = 1.0 - np.exp(-1000.0 / (20.0 * FS))
     knee = P.CHANNEL_SPECS["comp_knee_db"].default
     thr = CHAIN["comp_threshold_db"]
@@ -122,7 +122,7 @@ def _c_runner(so, channels, block):
                     10 ** (CHAIN["comp_makeup_db"] / 20)]
     st[:, 55:57] = [10 ** (-20 / 1.7 / (20 * FS)), 1 - np.exp(-1000 / (300 * FS))]
     # gl, gr, tl, tr, gs[2], ts[2]: the settled gains the console computed
-    gl, gr, a1, a2 = (s.gain[:, G_L], s.gain[:, G_R], s.gain[:, G_AUX], s.gain[:, G_AUX + 1])
+    gl, gr, a1, a2 = (s.gain[G_L], s.gain[G_R], s.gain[G_AUX], s.gain[G_AUX + 1])
     st[:, 57:65] = np.column_stack([gl, gr, gl, gr, a1, a2, a1, a2])
     x_cf = np.ascontiguousarray(_input(block, channels).T)
     work = np.zeros((channels, block), np.float32)

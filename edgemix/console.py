@@ -81,7 +81,7 @@ def _console_block(x, out, n_frames, clock, guard, p, m, m_prev, work, bus, aux,
     if automix_idle(p, am_ch):
         automix_skip(am_ctl, n_frames)
     else:
-        _automix_block(work, n_frames, p, m, am_ch, am_ctl, am_gains_db)
+        _automix_block(work.T, n_frames, p, m, am_ch, am_ctl, am_gains_db)
     for n in range(n_frames):
         bus[0, n] = 0.0
         bus[1, n] = 0.0
@@ -152,7 +152,7 @@ class Console:
         self._staged = (self._p.copy(), self._m.copy())
         self._applied = self._staged
         self._strip = StripState.allocate(c, fs)
-        self._work = np.zeros((c, b), np.float32)
+        self._work = np.zeros((b, c))  # (frames, channels) float64: see strip.py
         self._bus = np.zeros((2, b), np.float32)
         self._aux = np.zeros((self.n_aux, b), np.float32)
         self._clock = np.zeros(1, np.int64)
@@ -332,9 +332,9 @@ class Console:
         d = self._strip.dyn
         st = self._loud.state
         return Meters(
-            channel_peak_db=M.lin_to_db(d[:, D_PEAK]),
-            channel_rms_db=M.lin_to_db(d[:, D_METER_MS], power=True),
-            channel_gain_reduction_db=d[:, D_YL] - d[:, D_YG],
+            channel_peak_db=M.lin_to_db(d[D_PEAK]),
+            channel_rms_db=M.lin_to_db(d[D_METER_MS], power=True),
+            channel_gain_reduction_db=d[D_YL] - d[D_YG],
             automix_gain_db=self._automix_gains_db.copy(),
             peak_dbfs=tuple(float(v) for v in M.lin_to_db(self._peak[:, M.PEAK_LEVEL])),
             true_peak_dbtp=float(M.lin_to_db(self._tp[:, TP_MAX].max())),

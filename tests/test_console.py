@@ -242,6 +242,46 @@ def test_stage_bypass_crossfades_to_the_dry_signal():
     assert np.abs(np.diff(y)).max() < 0.01  # and no click on the way
 
 
+def test_a_channel_never_depends_on_another_channels_stages():
+    """The strip runs each stage for all channels when any has it in; a channel with the
+    stage out must come out the same as if no channel had it, including when it switches
+    the stage in and out mid-signal (its state starts from rest)."""
+    rng = np.random.default_rng(7)
+    x = _signal(48000, 2, seed=3)
+    mine = _random_settings(rng)
+    mine.update(pan=-1.0, gate_on=0.0)
+    other = _random_settings(rng)
+    other.update(pan=1.0, gate_on=1.0, gate_threshold_db=-30.0)
+
+    def render(other_on):
+        c = Console(FS, 64, 2, 1)
+        _quiet_master(c)
+        for k, v in mine.items():
+            c.set_channel(0, k, v)
+        for k, v in other.items():
+            c.set_channel(1, k, v)
+        for stage in ("hpf_on", "eq_on", "gate_on", "comp_on"):
+            c.set_channel(1, stage, other[stage] if other_on else 0.0)
+            c.set_channel(0, stage, 0.0)
+        out = []
+        for i, start in enumerate(range(0, 48000, 4000)):
+            if i == 3:  # switch my stages in, then out again, then in
+                for stage in ("hpf_on", "eq_on", "gate_on", "comp_on"):
+                    c.set_channel(0, stage, 1.0)
+            if i == 6:
+                c.set_channel(0, "eq_on", 0.0)
+                c.set_channel(0, "comp_on", 0.0)
+            if i == 8:
+                c.set_channel(0, "eq_on", 1.0)
+                c.set_channel(0, "comp_on", 1.0)
+            out.append(c.process(x[start:start + 4000])[:, 0].copy())
+        return np.concatenate(out)
+
+    alone, beside = render(False), render(True)
+    assert np.abs(alone).max() > 0.05
+    np.testing.assert_allclose(beside, alone, rtol=0, atol=1e-7)
+
+
 def test_meters_read_peak_rms_and_gain_reduction():
     c = Console(FS, 480, 2, 1)
     _quiet_master(c)

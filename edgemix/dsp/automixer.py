@@ -213,7 +213,8 @@ def _tick(t, chan, master, ch, ctl):
 
 @kernel
 def _automix_block(buf, n_frames, chan, master, ch, ctl, gains_db):
-    """Gain sharing in place on ``buf[:, :n_frames]`` (``(channels, >= n_frames)`` float32).
+    """Gain sharing in place on ``buf[:, :n_frames]`` (``(channels, >= n_frames)``, float32 or
+    float64, any strides: the console passes its ``(frames, channels)`` work buffer transposed).
 
     ``chan`` is the ``(channels, N_CH)`` channel parameter array (``automix_on``,
     ``automix_weight_db`` columns), ``master`` the ``(N_MS,)`` master array (read at the
@@ -245,7 +246,7 @@ def _automix_block(buf, n_frames, chan, master, ch, ctl, gains_db):
                 slow += a_slow * (p - slow)
                 fast += a_fast * (p - fast)
                 g += a_gain * (tgt - g)
-                buf[c, n] = np.float32(x * g)
+                buf[c, n] = x * g
             ch[c, S_SLOW] = slow
             ch[c, S_FAST] = fast
             ch[c, S_GAIN] = g

@@ -44,6 +44,8 @@ _LN2 = math.log(2.0)
 _SQRT2 = math.sqrt(2.0)
 _MANTISSA = 0x000FFFFFFFFFFFFF
 _EXP_ONE = 0x3FF0000000000000
+_MAGIC = 4503599627370496.0  # 2^52
+_MAGIC_BITS = 0x4330000000000000  # its bits
 
 
 @intrinsic
@@ -64,21 +66,24 @@ def _bits_f64(typingctx, n):
 
 @kernel(inline="always")
 def fast_log2(x):
-    """log2 of a positive normal float64, inline (no libm call), |error| < 1e-9.
+    """log2 of a positive float64, inline (no libm call), |error| < 1e-9 for normal x
+    (finite for 0 and denormals: about -1023).
 
-    Why not ``math.log``: the strip keeps ~50 filter and detector states in registers across
-    its sample loop, and x86-64 has no callee-saved vector registers, so every libm call
-    spills and reloads all of them; the two calls a compressing sample needs cost more than
-    the rest of the strip.  Method: x = m 2^e with m in [1/sqrt2, sqrt2), and
-    log2(m) = (2/ln2) atanh(t), t = (m - 1)/(m + 1), |t| < 0.172, summed to t^11 (the next
-    term is below 1e-10).
+    Why not ``math.log``: a libm call cannot be vectorised and, in a scalar loop, spills
+    every live register (x86-64 has no callee-saved vector registers).  Method: x = m 2^e
+    with m in [1/sqrt2, sqrt2), and log2(m) = (2/ln2) atanh(t), t = (m - 1)/(m + 1),
+    |t| < 0.172, summed to t^11 (the next term is below 1e-10).
+
+    Written for SIMD across channels (``strip.py``): the branch is a select, and the
+    exponent becomes a float through the 2^52 "magic number" (bits of 2^52 + k are
+    0x4330000000000000 + k), because AVX2 has no int64 <-> float64 conversion.
     """
     bits = _f64_bits(x)
-    e = (bits >> 52) - 1023
+    e = _bits_f64(((bits >> 52) & 0x7FF) | _MAGIC_BITS) - (_MAGIC + 1023.0)
     m = _bits_f64((bits & _MANTISSA) | _EXP_ONE)
-    if m > _SQRT2:
-        m *= 0.5
-        e += 1
+    big = m > _SQRT2
+    m = m * 0.5 if big else m
+    e = e + 1.0 if big else e
     t = (m - 1.0) / (m + 1.0)
     t2 = t * t
     s = t * (1.0 + t2 * (1.0 / 3.0 + t2 * (1.0 / 5.0 + t2 * (1.0 / 7.0 + t2 * (
@@ -91,14 +96,17 @@ def fast_exp2(y):
     """2^y inline (no libm call), relative error < 1e-9, for y >= -1000 (0 below).
 
     2^y = 2^n e^(f ln2), n = round(y), |f ln2| <= 0.347, e^z by its Taylor series to z^8.
+    2^n is built from the bits of n + 1023 + 2^52 shifted into the exponent field (no
+    int64 conversion, see ``fast_log2``); ``np.floor`` keeps n a float (``math.floor``
+    would return an int64).
     """
-    if y < -1000.0:
-        return 0.0
-    n = math.floor(y + 0.5)
-    z = (y - n) * _LN2
+    yc = max(y, -1000.0)
+    n = np.floor(yc + 0.5)
+    z = (yc - n) * _LN2
     p = 1.0 + z * (1.0 + z * (0.5 + z * (1.0 / 6.0 + z * (1.0 / 24.0 + z * (
         1.0 / 120.0 + z * (1.0 / 720.0 + z * (1.0 / 5040.0 + z * (1.0 / 40320.0))))))))
-    return p * _bits_f64((np.int64(n) + 1023) << 52)
+    r = p * _bits_f64(_f64_bits(n + (_MAGIC + 1023.0)) << 52)
+    return 0.0 if y < -1000.0 else r
 
 
 @kernel(inline="always")
@@ -128,16 +136,29 @@ def time_constant_alpha(time_ms, fs_hz):
     return math.exp(-1000.0 / (time_ms * fs_hz))
 
 
+@kernel(inline="always")
+def knee_curve_db(over_db, slope, knee_db, half_inv_knee):
+    """Giannoulis 2012 eq. 4 as a gain (dB, <= 0) for ``over_db`` = level - threshold.
+
+    ``slope`` = 1/ratio - 1 and ``half_inv_knee`` = 1/(2 W) (0 for a hard knee) are
+    control-rate constants, so a sample costs no division.  Selects, not branches: the
+    strip evaluates it for four channels at once.
+    """
+    t = over_db + 0.5 * knee_db
+    g = slope * over_db if 2.0 * over_db > knee_db else slope * t * t * half_inv_knee
+    return 0.0 if 2.0 * over_db < -knee_db else g
+
+
+@kernel(inline="always")
+def half_inverse_knee(knee_db):
+    return 0.5 / knee_db if knee_db > 0.0 else 0.0
+
+
 @kernel
 def compressor_gain_db(x_db, threshold_db, ratio, knee_db):
     """Static curve: gain in dB (<= 0) for an input level in dB (Giannoulis 2012, eq. 4)."""
-    over = x_db - threshold_db
-    if 2.0 * over < -knee_db:
-        return 0.0
-    if 2.0 * abs(over) <= knee_db:
-        t = over + 0.5 * knee_db
-        return (1.0 / ratio - 1.0) * t * t / (2.0 * knee_db)
-    return (1.0 / ratio - 1.0) * over
+    return knee_curve_db(x_db - threshold_db, 1.0 / ratio - 1.0, knee_db,
+                         half_inverse_knee(knee_db))
 
 
 @kernel
@@ -148,31 +169,33 @@ def expander_gain_db(x_db, threshold_db, ratio, range_db):
     return max(-range_db, (x_db - threshold_db) * (ratio - 1.0))
 
 
-@kernel
-def compressor_step(x, yl_db, ms, rms_mode, a_rms, knee_lo_sq, threshold_db, ratio, knee_db,
-                    a_attack, a_release):
+@kernel(inline="always")
+def compressor_step(x, yl_db, ms, rms_mode, a_rms, knee_lo_sq, threshold_db, slope, knee_db,
+                    half_inv_knee, a_attack, a_release):
     """One sample of detector + gain computer + ballistics.
 
     Returns ``(yl_db, ms)``: the smoothed gain reduction in dB (>= 0) and the RMS
     detector's mean square.  ``knee_lo_sq`` is the squared linear level where the knee
-    starts; below it the gain computer is 0 dB and the log is skipped.
+    starts (below it the gain computer gives 0 dB; +inf for ratio 1:1); ``slope`` and
+    ``half_inv_knee`` as in ``knee_curve_db``.  Branch-free, so the strip's channel loop
+    vectorises: every path is computed and selected.
     """
-    if rms_mode:
-        ms = a_rms * ms + (1.0 - a_rms) * x * x
-        lvl_sq = ms
-    else:
-        lvl_sq = x * x
-    xl = 0.0
-    if lvl_sq > knee_lo_sq:
-        xl = -compressor_gain_db(power_to_db(lvl_sq), threshold_db, ratio, knee_db)
+    ms = a_rms * ms + (1.0 - a_rms) * x * x
+    lvl_sq = ms if rms_mode else x * x
+    xl = -knee_curve_db(power_to_db(lvl_sq) - threshold_db, slope, knee_db, half_inv_knee)
+    xl = xl if lvl_sq > knee_lo_sq else 0.0
     # smooth branching detector (eq. 17): attack while reduction grows, release otherwise
-    if xl > yl_db:
-        yl_db = a_attack * yl_db + (1.0 - a_attack) * xl
-    else:
-        yl_db = a_release * yl_db + (1.0 - a_release) * xl
-    if yl_db < FLUSH_DB:
-        yl_db = 0.0
-    return yl_db, ms
+    a = a_attack if xl > yl_db else a_release
+    yl_db = a * yl_db + (1.0 - a) * xl
+    return (0.0 if yl_db < FLUSH_DB else yl_db), ms
+
+
+@kernel(inline="always")
+def knee_start_sq(threshold_db, ratio, knee_db):
+    """Squared linear level where the knee starts; +inf at 1:1 (no gain reduction)."""
+    if ratio <= 1.0:
+        return np.inf
+    return 10.0 ** ((threshold_db - 0.5 * knee_db) / 10.0)
 
 
 @kernel
@@ -219,12 +242,13 @@ def _compressor_run(x, y, gr_db, state, fs_hz, threshold_db, ratio, knee_db, att
     a_att = time_constant_alpha(attack_ms, fs_hz)
     a_rel = time_constant_alpha(release_ms, fs_hz)
     a_rms = time_constant_alpha(rms_ms, fs_hz)
-    knee_lo_db = threshold_db - 0.5 * knee_db
-    knee_lo_sq = 10.0 ** (knee_lo_db / 10.0)
+    knee_lo_sq = knee_start_sq(threshold_db, ratio, knee_db)
+    slope = 1.0 / ratio - 1.0
+    hik = half_inverse_knee(knee_db)
     yl, ms = state[0], state[1]
     for n in range(x.shape[0]):
         yl, ms = compressor_step(x[n], yl, ms, rms_mode, a_rms, knee_lo_sq, threshold_db,
-                                 ratio, knee_db, a_att, a_rel)
+                                 slope, knee_db, hik, a_att, a_rel)
         gr_db[n] = yl
         y[n] = x[n] * db_to_gain(makeup_db - yl)
     state[0], state[1] = yl, ms

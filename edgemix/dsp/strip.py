@@ -15,6 +15,19 @@ Three rates:
   gives the same output (DESIGN.md contract 2);
 * **per block**: nothing but loop bounds.
 
+Layout: SIMD across channels.  The chain of one channel is a long serial dependency
+(six biquads, a detector, a log and an exp per sample), so a channel-at-a-time loop is
+bound by latency, not arithmetic: plain C -O3 of the same chain runs at ~50 ns per
+channel-sample here.  So the audio is ``(frames, channels)``, every per-channel value is
+a row ``(quantity, channels)``, and each stage is one pass ``for sample: for channel:``
+whose inner loop LLVM vectorises (four float64 channels per AVX2 vector; NEON does two)
+with many independent chains in flight.  Every stage's arithmetic per sample is the same
+as a scalar strip's, so the result does not depend on the layout.  A stage runs for every
+channel when any channel has it in circuit: a channel with the stage out of circuit has
+its crossfade at exactly 0 (output untouched), and its stage state is cleared when it
+switches in, so no channel depends on another's settings.  Ticks where nothing moves are
+skipped, so a pass spans a whole block in the steady state.
+
 State lives in arrays owned by the console (``StripState``); the kernels only loop.
 """
 from __future__ import annotations
@@ -28,7 +41,8 @@ from edgemix.dsp._jit import kernel
 from edgemix.dsp.biquad import (BUTTERWORTH2_Q, BUTTERWORTH4_Q, HIGHPASS, HIGHSHELF, LOWSHELF,
                                 PEAK, rbj_coefficients, set_identity)
 from edgemix.dsp.dynamics import (GATE_ENVELOPE_RELEASE_MS, compressor_step, db_to_gain,
-                                  gain_of_db, gate_step, time_constant_alpha)
+                                  gain_of_db, gate_step, half_inverse_knee, knee_start_sq,
+                                  time_constant_alpha)
 from edgemix.dsp.meters import DEFAULT_PEAK_DECAY_DB_PER_S, DEFAULT_RMS_TIME_CONSTANT_MS
 from edgemix.params import CH, CHANNEL_PARAMS, MAX_AUX, N_CH
 
@@ -53,10 +67,11 @@ N_GAINS = G_AUX + MAX_AUX
 D_YL, D_MS, D_ENV, D_OPEN, D_HOLD, D_YG, D_PEAK, D_METER_MS = range(8)
 N_DYN = 8
 
-# Cached control-rate constants per channel.
+# Cached control-rate constants per channel (rows, so the passes read them as vectors).
 (K_A_ATT, K_A_REL, K_A_RMS, K_KNEE_LO_SQ, K_OPEN_LIN, K_CLOSE_LIN, K_HOLD, K_A_OPEN,
- K_A_CLOSE, K_A_ENV, K_HPF_ACT, K_EQ_ACT, K_GATE_ACT, K_COMP_ACT, K_MOVING) = range(15)
-N_CONST = 15
+ K_A_CLOSE, K_A_ENV, K_HPF_ACT, K_EQ_ACT, K_GATE_ACT, K_COMP_ACT, K_MOVING, K_THR, K_SLOPE,
+ K_KNEE, K_HALF_INV_KNEE, K_RMS_MODE, K_G_THR, K_G_RATIO, K_G_RANGE) = range(23)
+N_CONST = 23
 
 # How a column is handled at a control tick.
 CLASS_GAIN, CLASS_FILTER, CLASS_DYN, CLASS_OTHER = range(4)
@@ -135,13 +150,13 @@ class StripState:
     """Every array the strip kernels read or write, allocated once per console."""
 
     cur: np.ndarray        # (C, N_CH) control-rate values (NaN = recompute at next tick)
-    gain: np.ndarray       # (C, N_GAINS) smoothed gains now
-    gain_t: np.ndarray     # (C, N_GAINS) their targets
-    gain_prev: np.ndarray  # (C, N_GAINS) the targets before this block's first tick
-    coef: np.ndarray       # (C, N_SECTIONS, 5) biquad coefficients
-    z: np.ndarray          # (C, N_SECTIONS, 2) biquad states
-    dyn: np.ndarray        # (C, N_DYN) dynamics and meter state
-    k: np.ndarray          # (C, N_CONST) cached constants
+    gain: np.ndarray       # (N_GAINS, C) smoothed gains now
+    gain_t: np.ndarray     # (N_GAINS, C) their targets
+    gain_prev: np.ndarray  # (N_GAINS, C) the targets before this block's first tick
+    coef: np.ndarray       # (N_SECTIONS, 5, C) biquad coefficients
+    z: np.ndarray          # (N_SECTIONS, 2, C) biquad states
+    dyn: np.ndarray        # (N_DYN, C) dynamics and meter state
+    k: np.ndarray          # (N_CONST, C) cached constants
     col_class: np.ndarray  # (N_CH,) tables from the schema
     col_band: np.ndarray
     col_log: np.ndarray
@@ -154,12 +169,12 @@ class StripState:
         c_cls, c_band, c_log, c_alpha = _column_tables(fs_hz)
         meter_k = np.array([10.0 ** (-METER_PEAK_FALL_DB_PER_S / (20.0 * fs_hz)),
                             1.0 - math.exp(-1000.0 / (METER_RMS_MS * fs_hz))])
-        st = cls(cur=np.empty((n_channels, N_CH)), gain=np.zeros((n_channels, N_GAINS)),
-                 gain_t=np.zeros((n_channels, N_GAINS)),
-                 gain_prev=np.zeros((n_channels, N_GAINS)),
-                 coef=np.zeros((n_channels, N_SECTIONS, 5)),
-                 z=np.zeros((n_channels, N_SECTIONS, 2)), dyn=np.zeros((n_channels, N_DYN)),
-                 k=np.zeros((n_channels, N_CONST)), col_class=c_cls, col_band=c_band,
+        st = cls(cur=np.empty((n_channels, N_CH)), gain=np.zeros((N_GAINS, n_channels)),
+                 gain_t=np.zeros((N_GAINS, n_channels)),
+                 gain_prev=np.zeros((N_GAINS, n_channels)),
+                 coef=np.zeros((N_SECTIONS, 5, n_channels)),
+                 z=np.zeros((N_SECTIONS, 2, n_channels)), dyn=np.zeros((N_DYN, n_channels)),
+                 k=np.zeros((N_CONST, n_channels)), col_class=c_cls, col_band=c_band,
                  col_log=c_log, col_alpha=c_alpha, gain_alpha=_gain_alphas(fs_hz),
                  meter_k=meter_k)
         st.reset()
@@ -171,22 +186,23 @@ class StripState:
         self.z[:] = 0.0
         self.dyn[:] = 0.0
         self.gain[:] = np.nan  # NaN = snap to target at the next tick
-        self.k[:, K_MOVING] = 1.0
+        self.k[:] = 0.0
+        self.k[K_MOVING] = 1.0
 
     def targets_changed(self) -> None:
         """Tell the next tick of every channel to scan its parameter columns."""
-        self.k[:, K_MOVING] = 1.0
+        self.k[K_MOVING] = 1.0
 
 @kernel(inline="always")
 def _tick(c, p, st_cur, gain, gain_t, coef, z, dyn, k, col_class, col_band, col_log, col_alpha,
           fs_hz, n_aux, upkeep):
     """Control-rate update of channel ``c``: glide, recompute what moved, decide what runs.
 
-    Nearly free when nothing moves: the column scan runs only while ``k[c, K_MOVING]`` is
+    Nearly free when nothing moves: the column scan runs only while ``k[K_MOVING, c]`` is
     set (by the console when new targets arrive; cleared once every column has arrived),
     and the upkeep below only every ``UPKEEP`` samples of the clock.
     """
-    if k[c, K_MOVING] > 0.0:
+    if k[K_MOVING, c] > 0.0:
         _tick_columns(c, p, st_cur, gain, gain_t, coef, k, col_class, col_band, col_log,
                       col_alpha, fs_hz, n_aux)
         upkeep = True  # a stage switched in must start at this tick
@@ -195,40 +211,51 @@ def _tick(c, p, st_cur, gain, gain_t, coef, z, dyn, k, col_class, col_band, col_
     # Gains that have arrived snap to their target: a one-pole never quite gets there, and
     # one heading for 0 would otherwise end in denormals (slow on every x86 and ARM core).
     for i in range(N_GAINS):
-        t = gain_t[c, i]
-        if abs(gain[c, i] - t) <= _GAIN_SNAP * abs(t) + _DENORMAL_GUARD:
-            gain[c, i] = t
+        t = gain_t[i, c]
+        if abs(gain[i, c] - t) <= _GAIN_SNAP * abs(t) + _DENORMAL_GUARD:
+            gain[i, c] = t
     # Filter and detector states decaying in silence: flush before they turn denormal.
     for i in range(N_SECTIONS):
         for j in range(2):
-            if abs(z[c, i, j]) < _DENORMAL_GUARD:
-                z[c, i, j] = 0.0
+            if abs(z[i, j, c]) < _DENORMAL_GUARD:
+                z[i, j, c] = 0.0
     for i in range(N_DYN):
-        if abs(dyn[c, i]) < _DENORMAL_GUARD:
-            dyn[c, i] = 0.0
+        if abs(dyn[i, c]) < _DENORMAL_GUARD:
+            dyn[i, c] = 0.0
 
-    # Which stages run until the next upkeep: those switched in, or still fading out.
-    _set_active(c, gain, gain_t, k, M_HPF, K_HPF_ACT)
-    _set_active(c, gain, gain_t, k, M_EQ, K_EQ_ACT)
-    _set_active(c, gain, gain_t, k, M_GATE, K_GATE_ACT)
-    _set_active(c, gain, gain_t, k, M_COMP, K_COMP_ACT)
-    if k[c, K_COMP_ACT] == 0.0:
-        dyn[c, D_YL] = 0.0
-        dyn[c, D_MS] = 0.0
-    if k[c, K_GATE_ACT] == 0.0:
-        dyn[c, D_YG] = 0.0
-        dyn[c, D_ENV] = 0.0
-        dyn[c, D_OPEN] = 0.0
-        dyn[c, D_HOLD] = 0.0
+    # Which stages are in circuit until the next upkeep: those switched in, or still fading
+    # out.  A stage's state is cleared while it is out of circuit and as it switches in, so
+    # it always starts from rest, whatever ran meanwhile (another channel may have kept the
+    # pass running: see the module docstring).
+    if not _set_active(c, gain, gain_t, k, M_HPF, K_HPF_ACT):
+        for i in range(2):
+            z[i, 0, c] = 0.0
+            z[i, 1, c] = 0.0
+    if not _set_active(c, gain, gain_t, k, M_EQ, K_EQ_ACT):
+        for i in range(2, N_SECTIONS):
+            z[i, 0, c] = 0.0
+            z[i, 1, c] = 0.0
+    if not _set_active(c, gain, gain_t, k, M_GATE, K_GATE_ACT):
+        dyn[D_YG, c] = 0.0
+        dyn[D_ENV, c] = 0.0
+        dyn[D_OPEN, c] = 0.0
+        dyn[D_HOLD, c] = 0.0
+    if not _set_active(c, gain, gain_t, k, M_COMP, K_COMP_ACT):
+        dyn[D_YL, c] = 0.0
+        dyn[D_MS, c] = 0.0
 
 
 @kernel(inline="always")
 def _set_active(c, gain, gain_t, k, m, flag):
-    if gain_t[c, m] > 0.0 or gain[c, m] > ACTIVE_EPS:
-        k[c, flag] = 1.0
-    else:
-        k[c, flag] = 0.0
-        gain[c, m] = 0.0
+    """Set whether stage ``m`` of channel ``c`` is in circuit (or fading out); return
+    whether it was in circuit already and stays so (False: its state must be cleared)."""
+    was = k[flag, c] > 0.0
+    if gain_t[m, c] > 0.0 or gain[m, c] > ACTIVE_EPS:
+        k[flag, c] = 1.0
+        return was
+    k[flag, c] = 0.0
+    gain[m, c] = 0.0
+    return False
 
 
 @kernel
@@ -264,24 +291,27 @@ def _tick_columns(c, p, st_cur, gain, gain_t, coef, k, col_class, col_band, col_
             dirty_bands |= 1 << col_band[j]
         elif cl == CLASS_DYN:
             dirty_dyn = True
-    k[c, K_MOVING] = 1.0 if moving else 0.0
+    k[K_MOVING, c] = 1.0 if moving else 0.0
 
     cur = st_cur[c]
     if dirty_bands & 1:
         if cur[CH.hpf_slope_db_oct] > 18.0:
-            rbj_coefficients(HIGHPASS, cur[CH.hpf_hz], 0.0, BUTTERWORTH4_Q[0], fs_hz, coef[c, 0], 0)
-            rbj_coefficients(HIGHPASS, cur[CH.hpf_hz], 0.0, BUTTERWORTH4_Q[1], fs_hz, coef[c, 1], 0)
+            rbj_coefficients(HIGHPASS, cur[CH.hpf_hz], 0.0, BUTTERWORTH4_Q[0], fs_hz,
+                             coef[0, :, c], 0)
+            rbj_coefficients(HIGHPASS, cur[CH.hpf_hz], 0.0, BUTTERWORTH4_Q[1], fs_hz,
+                             coef[1, :, c], 0)
         else:
-            rbj_coefficients(HIGHPASS, cur[CH.hpf_hz], 0.0, BUTTERWORTH2_Q, fs_hz, coef[c, 0], 0)
-            set_identity(coef[c, 1], 0)
+            rbj_coefficients(HIGHPASS, cur[CH.hpf_hz], 0.0, BUTTERWORTH2_Q, fs_hz,
+                             coef[0, :, c], 0)
+            set_identity(coef[1, :, c], 0)
     for b in range(4):
         if dirty_bands & (2 << b):
             base = CH.eq1_hz + 3 * b
             rbj_coefficients(EQ_KINDS[b], cur[base], cur[base + 1], cur[base + 2], fs_hz,
-                             coef[c, 2 + b], 0)
+                             coef[2 + b, :, c], 0)
 
     if dirty_gain:
-        g = gain_t[c]
+        g = gain_t[:, c]
         g[G_IN] = 10.0 ** (cur[CH.trim_db] / 20.0) * (1.0 - 2.0 * cur[CH.polarity_invert])
         g[M_HPF] = cur[CH.hpf_on]
         g[M_EQ] = cur[CH.eq_on]
@@ -300,30 +330,35 @@ def _tick_columns(c, p, st_cur, gain, gain_t, coef, k, col_class, col_band, col_
                 g[G_AUX + a] = send * mute
             else:
                 g[G_AUX + a] = send * fader * mute
-        for i in range(gain.shape[1]):
-            if gain[c, i] != gain[c, i]:  # after reset: start at the target, no ramp
-                gain[c, i] = g[i]
+        for i in range(gain.shape[0]):
+            if gain[i, c] != gain[i, c]:  # after reset: start at the target, no ramp
+                gain[i, c] = g[i]
 
     if dirty_dyn:
-        kc = k[c]
-        kc[K_A_ATT] = time_constant_alpha(cur[CH.comp_attack_ms], fs_hz)
-        kc[K_A_REL] = time_constant_alpha(cur[CH.comp_release_ms], fs_hz)
-        kc[K_A_RMS] = time_constant_alpha(cur[CH.comp_rms_ms], fs_hz)
-        if cur[CH.comp_ratio] <= 1.0:
-            kc[K_KNEE_LO_SQ] = np.inf  # 1:1 never reduces gain: skip the detector's log
-        else:
-            kc[K_KNEE_LO_SQ] = 10.0 ** ((cur[CH.comp_threshold_db] - 0.5 * cur[CH.comp_knee_db]) / 10.0)
-        kc[K_OPEN_LIN] = 10.0 ** (cur[CH.gate_threshold_db] / 20.0)
-        kc[K_CLOSE_LIN] = 10.0 ** ((cur[CH.gate_threshold_db] - cur[CH.gate_hysteresis_db]) / 20.0)
-        kc[K_HOLD] = math.floor(cur[CH.gate_hold_ms] * 1e-3 * fs_hz + 0.5)
-        kc[K_A_OPEN] = time_constant_alpha(cur[CH.gate_attack_ms], fs_hz)
-        kc[K_A_CLOSE] = time_constant_alpha(cur[CH.gate_release_ms], fs_hz)
-        kc[K_A_ENV] = time_constant_alpha(GATE_ENVELOPE_RELEASE_MS, fs_hz)
+        k[K_A_ATT, c] = time_constant_alpha(cur[CH.comp_attack_ms], fs_hz)
+        k[K_A_REL, c] = time_constant_alpha(cur[CH.comp_release_ms], fs_hz)
+        k[K_A_RMS, c] = time_constant_alpha(cur[CH.comp_rms_ms], fs_hz)
+        k[K_KNEE_LO_SQ, c] = knee_start_sq(cur[CH.comp_threshold_db], cur[CH.comp_ratio],
+                                           cur[CH.comp_knee_db])
+        k[K_THR, c] = cur[CH.comp_threshold_db]
+        k[K_SLOPE, c] = 1.0 / cur[CH.comp_ratio] - 1.0
+        k[K_KNEE, c] = cur[CH.comp_knee_db]
+        k[K_HALF_INV_KNEE, c] = half_inverse_knee(cur[CH.comp_knee_db])
+        k[K_RMS_MODE, c] = 1.0 if cur[CH.comp_detector_rms] > 0.5 else 0.0
+        k[K_OPEN_LIN, c] = 10.0 ** (cur[CH.gate_threshold_db] / 20.0)
+        k[K_CLOSE_LIN, c] = 10.0 ** ((cur[CH.gate_threshold_db] - cur[CH.gate_hysteresis_db]) / 20.0)
+        k[K_HOLD, c] = math.floor(cur[CH.gate_hold_ms] * 1e-3 * fs_hz + 0.5)
+        k[K_A_OPEN, c] = time_constant_alpha(cur[CH.gate_attack_ms], fs_hz)
+        k[K_A_CLOSE, c] = time_constant_alpha(cur[CH.gate_release_ms], fs_hz)
+        k[K_A_ENV, c] = time_constant_alpha(GATE_ENVELOPE_RELEASE_MS, fs_hz)
+        k[K_G_THR, c] = cur[CH.gate_threshold_db]
+        k[K_G_RATIO, c] = cur[CH.gate_ratio]
+        k[K_G_RANGE, c] = cur[CH.gate_range_db]
 
 
 @kernel
-def guard_input(x_fc, work_cf, count):
-    """Copy ``(frames, channels)`` input to ``(channels, frames)``, replacing bad samples.
+def guard_input(x_fc, work, count):
+    """Copy ``(frames, channels)`` input into the float64 work buffer, replacing bad samples.
 
     NaN, +/-Inf and magnitudes beyond ``GUARD_LIMIT`` become 0 and are counted in
     ``count[0]``, so no filter or detector state is ever poisoned.
@@ -332,11 +367,10 @@ def guard_input(x_fc, work_cf, count):
     bad = 0
     for n in range(n_frames):
         for c in range(n_ch):
-            v = x_fc[n, c]
-            if not (abs(v) <= GUARD_LIMIT):  # false for NaN too
-                v = 0.0
-                bad += 1
-            work_cf[c, n] = v
+            v = np.float64(x_fc[n, c])
+            ok = abs(v) <= GUARD_LIMIT  # false for NaN too
+            bad += 0 if ok else 1
+            work[n, c] = v if ok else 0.0
     count[0] += bad
 
 
@@ -345,117 +379,151 @@ def strips_pre_fader(work, n_frames, clock, p, cur, gain, gain_t, gain_prev, coe
                      col_class, col_band, col_log, col_alpha, gain_alpha, meter_k, fs_hz, n_aux):
     """Trim, polarity, HPF, EQ, gate and compressor of every channel, in place on ``work``.
 
-    ``work`` is ``(channels, >= n_frames)`` float32; ``clock`` is the absolute index of its
-    first sample.  Also updates the per-channel meter states, and keeps the gain targets in
+    ``work`` is ``(>= n_frames, channels)`` float64; ``clock`` is the absolute index of its
+    first frame.  Also updates the per-channel meter states, and keeps the gain targets in
     force before this block's first tick in ``gain_prev`` for ``strips_post_fader``.
     """
-    for c in range(work.shape[0]):
-        for i in range(gain_t.shape[1]):
-            gain_prev[c, i] = gain_t[c, i]
-        i = 0
-        while i < n_frames:
-            phase = (clock + i) % TICK
-            if phase == 0:
-                _tick(c, p, cur, gain, gain_t, coef, z, dyn, k, col_class, col_band, col_log,
-                      col_alpha, fs_hz, n_aux, (clock + i) % UPKEEP == 0)
-            end = min(n_frames, i + TICK - phase)
-            _strip_segment(c, work, i, end, gain, gain_t, gain_alpha, coef, z, dyn, k, cur,
-                           meter_k)
-            i = end
+    n_ch = work.shape[1]
+    for i in range(gain_t.shape[0]):
+        for c in range(n_ch):
+            gain_prev[i, c] = gain_t[i, c]
+    i = 0
+    while i < n_frames:
+        t = clock + i
+        phase = t % TICK
+        if phase == 0:
+            upkeep = t % UPKEEP == 0
+            for c in range(n_ch):
+                _tick(c, p, cur, gain, gain_t, coef, z, dyn, k, col_class, col_band,
+                      col_log, col_alpha, fs_hz, n_aux, upkeep)
+        # Run to the next tick that can change anything: the next one while a filter glides
+        # or new targets wait, else the next upkeep (ticks in between would do nothing).
+        moving = False
+        for c in range(n_ch):
+            moving |= k[K_MOVING, c] > 0.0
+        end = min(n_frames, i + (TICK - phase if moving else UPKEEP - t % UPKEEP))
+        _strip_span(work, i, end, gain, gain_t, gain_alpha, coef, z, dyn, k, meter_k)
+        i = end
 
 
 @kernel(inline="always")
-def _strip_segment(c, x, start, end, g, gt, ga, coef, z, d, kc, cur, meter_k):
-    """The per-sample chain of channel ``c`` between two ticks, every state in a local.
+def _any(row):
+    for c in range(row.shape[0]):
+        if row[c] > 0.0:
+            return True
+    return False
 
-    Arrays are indexed with ``c`` rather than sliced: a view per call would cost reference
-    counting (atomics) on every segment.
+
+@kernel(inline="always")
+def _glide(g, t, a, c):
+    """One sample of a smoothed gain: the one-pole step, stored back (``gain_alpha``)."""
+    v = g[c] + a * (t[c] - g[c])
+    g[c] = v
+    return v
+
+
+@kernel
+def _strip_span(w, i0, i1, gain, gain_t, ga, coef, z, dyn, k, meter_k):
+    """Every stage of every channel over frames ``i0 .. i1`` (no tick in between).
+
+    Each stage is a ``for frame: for channel:`` pass over rows, so the channel loop is a
+    SIMD loop; its per-sample arithmetic is exactly the scalar chain's (DESIGN.md: any
+    layout, any block size, the same output).
     """
-    g_in, t_in, a_in = g[c, G_IN], gt[c, G_IN], ga[G_IN]
-    m_h, t_h, a_h = g[c, M_HPF], gt[c, M_HPF], ga[M_HPF]
-    m_e, t_e, a_e = g[c, M_EQ], gt[c, M_EQ], ga[M_EQ]
-    m_g, t_g, a_g = g[c, M_GATE], gt[c, M_GATE], ga[M_GATE]
-    m_c, t_c, a_c = g[c, M_COMP], gt[c, M_COMP], ga[M_COMP]
-    g_mk, t_mk, a_mk = g[c, G_MAKEUP], gt[c, G_MAKEUP], ga[G_MAKEUP]
-    hpf_on = kc[c, K_HPF_ACT] > 0.0
-    eq_on = kc[c, K_EQ_ACT] > 0.0
-    gate_on = kc[c, K_GATE_ACT] > 0.0
-    comp_on = kc[c, K_COMP_ACT] > 0.0
-    # biquad coefficients and states
-    h0b0, h0b1, h0b2, h0a1, h0a2 = coef[c, 0, 0], coef[c, 0, 1], coef[c, 0, 2], coef[c, 0, 3], coef[c, 0, 4]
-    h1b0, h1b1, h1b2, h1a1, h1a2 = coef[c, 1, 0], coef[c, 1, 1], coef[c, 1, 2], coef[c, 1, 3], coef[c, 1, 4]
-    e0b0, e0b1, e0b2, e0a1, e0a2 = coef[c, 2, 0], coef[c, 2, 1], coef[c, 2, 2], coef[c, 2, 3], coef[c, 2, 4]
-    e1b0, e1b1, e1b2, e1a1, e1a2 = coef[c, 3, 0], coef[c, 3, 1], coef[c, 3, 2], coef[c, 3, 3], coef[c, 3, 4]
-    e2b0, e2b1, e2b2, e2a1, e2a2 = coef[c, 4, 0], coef[c, 4, 1], coef[c, 4, 2], coef[c, 4, 3], coef[c, 4, 4]
-    e3b0, e3b1, e3b2, e3a1, e3a2 = coef[c, 5, 0], coef[c, 5, 1], coef[c, 5, 2], coef[c, 5, 3], coef[c, 5, 4]
-    h0s1, h0s2, h1s1, h1s2 = z[c, 0, 0], z[c, 0, 1], z[c, 1, 0], z[c, 1, 1]
-    e0s1, e0s2, e1s1, e1s2 = z[c, 2, 0], z[c, 2, 1], z[c, 3, 0], z[c, 3, 1]
-    e2s1, e2s2, e3s1, e3s2 = z[c, 4, 0], z[c, 4, 1], z[c, 5, 0], z[c, 5, 1]
-    yl, ms = d[c, D_YL], d[c, D_MS]
-    env, is_open, hold_left, yg = d[c, D_ENV], d[c, D_OPEN], d[c, D_HOLD], d[c, D_YG]
-    pk, mms = d[c, D_PEAK], d[c, D_METER_MS]
+    n_ch = w.shape[1]
+    g_in, t_in, a_in = gain[G_IN], gain_t[G_IN], ga[G_IN]
+    for n in range(i0, i1):
+        for c in range(n_ch):
+            w[n, c] *= _glide(g_in, t_in, a_in, c)
+    if _any(k[K_HPF_ACT]):
+        _hpf_pass(w, i0, i1, gain[M_HPF], gain_t[M_HPF], ga[M_HPF], coef, z)
+    if _any(k[K_EQ_ACT]):
+        _eq_pass(w, i0, i1, gain[M_EQ], gain_t[M_EQ], ga[M_EQ], coef, z)
+    if _any(k[K_GATE_ACT]):
+        _gate_pass(w, i0, i1, gain[M_GATE], gain_t[M_GATE], ga[M_GATE], dyn, k)
+    if _any(k[K_COMP_ACT]):
+        _comp_pass(w, i0, i1, gain[M_COMP], gain_t[M_COMP], ga[M_COMP], gain[G_MAKEUP],
+                   gain_t[G_MAKEUP], ga[G_MAKEUP], dyn, k)
+    # channel meters, pre-fader (IEC 60268-18 peak return, RMS one-pole)
+    pk, mms = dyn[D_PEAK], dyn[D_METER_MS]
     pk_fall, a_mms = meter_k[0], meter_k[1]
-    a_att, a_rel, a_rms, knee_lo_sq = kc[c, K_A_ATT], kc[c, K_A_REL], kc[c, K_A_RMS], kc[c, K_KNEE_LO_SQ]
-    thr, ratio, knee = cur[c, CH.comp_threshold_db], cur[c, CH.comp_ratio], cur[c, CH.comp_knee_db]
-    g_open, g_close, g_hold = kc[c, K_OPEN_LIN], kc[c, K_CLOSE_LIN], kc[c, K_HOLD]
-    g_thr, g_ratio, g_range = cur[c, CH.gate_threshold_db], cur[c, CH.gate_ratio], cur[c, CH.gate_range_db]
-    a_open, a_close, a_env = kc[c, K_A_OPEN], kc[c, K_A_CLOSE], kc[c, K_A_ENV]
-    rms_mode = cur[c, CH.comp_detector_rms] > 0.5
+    for n in range(i0, i1):
+        for c in range(n_ch):
+            s = w[n, c]
+            a = abs(s)
+            fall = pk[c] * pk_fall
+            pk[c] = a if a > fall else fall
+            mms[c] += a_mms * (s * s - mms[c])
 
-    for n in range(start, end):
-        g_in += a_in * (t_in - g_in)
-        s = x[c, n] * g_in
-        if hpf_on:
-            m_h += a_h * (t_h - m_h)
-            # TDF-II sections (see biquad._biquad_run)
-            y = h0b0 * s + h0s1
-            h0s1 = h0b1 * s - h0a1 * y + h0s2
-            h0s2 = h0b2 * s - h0a2 * y
-            w = h1b0 * y + h1s1
-            h1s1 = h1b1 * y - h1a1 * w + h1s2
-            h1s2 = h1b2 * y - h1a2 * w
-            s = s + m_h * (w - s)
-        if eq_on:
-            m_e += a_e * (t_e - m_e)
-            y = e0b0 * s + e0s1
-            e0s1 = e0b1 * s - e0a1 * y + e0s2
-            e0s2 = e0b2 * s - e0a2 * y
-            w = e1b0 * y + e1s1
-            e1s1 = e1b1 * y - e1a1 * w + e1s2
-            e1s2 = e1b2 * y - e1a2 * w
-            y = e2b0 * w + e2s1
-            e2s1 = e2b1 * w - e2a1 * y + e2s2
-            e2s2 = e2b2 * w - e2a2 * y
-            w = e3b0 * y + e3s1
-            e3s1 = e3b1 * y - e3a1 * w + e3s2
-            e3s2 = e3b2 * y - e3a2 * w
-            s = s + m_e * (w - s)
-        if gate_on:
-            m_g += a_g * (t_g - m_g)
-            env, is_open, hold_left, yg = gate_step(s, env, is_open, hold_left, yg, a_env,
-                                                    g_open, g_close, g_hold, g_thr, g_ratio,
-                                                    g_range, a_open, a_close)
-            if yg < 0.0:
-                s = s * (1.0 + m_g * (db_to_gain(yg) - 1.0))
-        if comp_on:
-            m_c += a_c * (t_c - m_c)
-            g_mk += a_mk * (t_mk - g_mk)
-            yl, ms = compressor_step(s, yl, ms, rms_mode, a_rms, knee_lo_sq, thr, ratio, knee,
-                                     a_att, a_rel)
-            gc = g_mk if yl == 0.0 else g_mk * db_to_gain(-yl)
-            s = s * (1.0 + m_c * (gc - 1.0))
-        a = abs(s)
-        pk = a if a > pk * pk_fall else pk * pk_fall
-        mms += a_mms * (s * s - mms)
-        x[c, n] = s
 
-    g[c, G_IN], g[c, M_HPF], g[c, M_EQ], g[c, M_GATE], g[c, M_COMP], g[c, G_MAKEUP] = g_in, m_h, m_e, m_g, m_c, g_mk
-    z[c, 0, 0], z[c, 0, 1], z[c, 1, 0], z[c, 1, 1] = h0s1, h0s2, h1s1, h1s2
-    z[c, 2, 0], z[c, 2, 1], z[c, 3, 0], z[c, 3, 1] = e0s1, e0s2, e1s1, e1s2
-    z[c, 4, 0], z[c, 4, 1], z[c, 5, 0], z[c, 5, 1] = e2s1, e2s2, e3s1, e3s2
-    d[c, D_YL], d[c, D_MS] = yl, ms
-    d[c, D_ENV], d[c, D_OPEN], d[c, D_HOLD], d[c, D_YG] = env, is_open, hold_left, yg
-    d[c, D_PEAK], d[c, D_METER_MS] = pk, mms
+@kernel(inline="always")
+def _section(x, b0, b1, b2, a1, a2, s1, s2, c):
+    """One TDF-II biquad step of channel ``c`` (see biquad._biquad_run)."""
+    y = b0[c] * x + s1[c]
+    s1[c] = b1[c] * x - a1[c] * y + s2[c]
+    s2[c] = b2[c] * x - a2[c] * y
+    return y
+
+
+@kernel
+def _hpf_pass(w, i0, i1, m, mt, a, coef, z):
+    """High-pass (two sections; the second is identity at 12 dB/oct), crossfaded in."""
+    c0, c1, z0, z1 = coef[0], coef[1], z[0], z[1]
+    for n in range(i0, i1):
+        for c in range(w.shape[1]):
+            s = w[n, c]
+            y = _section(s, c0[0], c0[1], c0[2], c0[3], c0[4], z0[0], z0[1], c)
+            y = _section(y, c1[0], c1[1], c1[2], c1[3], c1[4], z1[0], z1[1], c)
+            w[n, c] = s + _glide(m, mt, a, c) * (y - s)
+
+
+@kernel
+def _eq_pass(w, i0, i1, m, mt, a, coef, z):
+    """The four EQ bands in series, crossfaded in."""
+    c0, c1, c2, c3 = coef[2], coef[3], coef[4], coef[5]
+    z0, z1, z2, z3 = z[2], z[3], z[4], z[5]
+    for n in range(i0, i1):
+        for c in range(w.shape[1]):
+            s = w[n, c]
+            y = _section(s, c0[0], c0[1], c0[2], c0[3], c0[4], z0[0], z0[1], c)
+            y = _section(y, c1[0], c1[1], c1[2], c1[3], c1[4], z1[0], z1[1], c)
+            y = _section(y, c2[0], c2[1], c2[2], c2[3], c2[4], z2[0], z2[1], c)
+            y = _section(y, c3[0], c3[1], c3[2], c3[3], c3[4], z3[0], z3[1], c)
+            w[n, c] = s + _glide(m, mt, a, c) * (y - s)
+
+
+@kernel
+def _gate_pass(w, i0, i1, m, mt, a, dyn, k):
+    """Gate/expander (hysteresis and hold make it branchy: this pass stays scalar)."""
+    for n in range(i0, i1):
+        for c in range(w.shape[1]):
+            s = w[n, c]
+            mg = _glide(m, mt, a, c)
+            env, is_open, hold_left, yg = gate_step(
+                s, dyn[D_ENV, c], dyn[D_OPEN, c], dyn[D_HOLD, c], dyn[D_YG, c], k[K_A_ENV, c],
+                k[K_OPEN_LIN, c], k[K_CLOSE_LIN, c], k[K_HOLD, c], k[K_G_THR, c],
+                k[K_G_RATIO, c], k[K_G_RANGE, c], k[K_A_OPEN, c], k[K_A_CLOSE, c])
+            dyn[D_ENV, c], dyn[D_OPEN, c], dyn[D_HOLD, c], dyn[D_YG, c] = env, is_open, hold_left, yg
+            w[n, c] = s * (1.0 + mg * (db_to_gain(yg) - 1.0))
+
+
+@kernel
+def _comp_pass(w, i0, i1, m, mt, a, mk, mkt, a_mk, dyn, k):
+    """Compressor with make-up gain, crossfaded in (branch-free: a SIMD loop)."""
+    yl, ms = dyn[D_YL], dyn[D_MS]
+    rms, a_rms, klo = k[K_RMS_MODE], k[K_A_RMS], k[K_KNEE_LO_SQ]
+    thr, slope, knee, hik = k[K_THR], k[K_SLOPE], k[K_KNEE], k[K_HALF_INV_KNEE]
+    a_att, a_rel = k[K_A_ATT], k[K_A_REL]
+    for n in range(i0, i1):
+        for c in range(w.shape[1]):
+            s = w[n, c]
+            mc = _glide(m, mt, a, c)
+            g_mk = _glide(mk, mkt, a_mk, c)
+            y, q = compressor_step(s, yl[c], ms[c], rms[c] > 0.5, a_rms[c], klo[c], thr[c],
+                                   slope[c], knee[c], hik[c], a_att[c], a_rel[c])
+            yl[c] = y
+            ms[c] = q
+            w[n, c] = s * (1.0 + mc * (g_mk * db_to_gain(-y) - 1.0))
 
 
 @kernel
@@ -466,10 +534,11 @@ def strips_post_fader(work, n_frames, clock, gain, gain_t, gain_prev, gain_alpha
     ``bus`` is ``(2, >= n_frames)`` and ``aux`` ``(n_aux, >= n_frames)``, both float32 and
     zeroed by the caller.  Gains glide per sample toward their targets; a target set at this
     block's first tick takes effect from that tick, exactly as in ``strips_pre_fader``, so
-    the block size never changes the output.
+    the block size never changes the output.  Channels are summed in index order (a fixed
+    order whatever the block size).
     """
     first_tick = (TICK - clock % TICK) % TICK
-    for c in range(work.shape[0]):
+    for c in range(work.shape[1]):
         _accumulate(work, c, n_frames, first_tick, gain, gain_t, gain_prev, gain_alpha, G_L,
                     bus, 0)
         _accumulate(work, c, n_frames, first_tick, gain, gain_t, gain_prev, gain_alpha, G_R,
@@ -481,19 +550,19 @@ def strips_post_fader(work, n_frames, clock, gain, gain_t, gain_prev, gain_alpha
 
 @kernel(inline="always")
 def _accumulate(work, c, n_frames, first_tick, gain, gain_t, gain_prev, gain_alpha, i, dst, row):
-    """``dst[row] += g * work[c]`` with gain column ``i`` gliding per sample."""
-    g = gain[c, i]
-    t_new = gain_t[c, i]
-    t = gain_prev[c, i]
-    if g == t and t == t_new:  # settled: a plain multiply-add the compiler can vectorise
+    """``dst[row] += g * work[:, c]`` with gain row ``i`` gliding per sample."""
+    g = gain[i, c]
+    t_new = gain_t[i, c]
+    t = gain_prev[i, c]
+    if g == t and t == t_new:  # settled: a plain multiply-add
         if g != 0.0:
             for n in range(n_frames):
-                dst[row, n] += g * work[c, n]
+                dst[row, n] += g * work[n, c]
         return
     a = gain_alpha[i]
     for n in range(n_frames):
         if n == first_tick:
             t = t_new
         g += a * (t - g)
-        dst[row, n] += g * work[c, n]
-    gain[c, i] = g
+        dst[row, n] += g * work[n, c]
+    gain[i, c] = g
