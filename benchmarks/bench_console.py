@@ -64,14 +64,16 @@ def _best_of(fn, repeats=7, number=300):
 
 @kernel
 def _strips_only(x, work, n, clock, guard, p, cur, gain, gain_t, gain_prev, coef, z, dyn, k,
-                 col_class, col_band, col_log, col_alpha, gain_alpha, meter_k, fs, bus, aux):
+                 col_class, col_band, col_log, col_alpha, gain_alpha, meter_k, fs, bus, aux,
+                 direct):
     """The strip chain exactly as ``_console_block`` runs it, without the master section."""
     guard_input(x, work, guard)
     strips_pre_fader(work, n, clock[0], p, cur, gain, gain_t, gain_prev, coef, z, dyn, k,
                      col_class, col_band, col_log, col_alpha, gain_alpha, meter_k, fs, 2)
     bus[:, :n] = 0.0
     aux[:, :n] = 0.0
-    strips_post_fader(work, n, clock[0], gain, gain_t, gain_prev, gain_alpha, bus, aux, 2)
+    strips_post_fader(work, n, clock[0], gain, gain_t, gain_prev, gain_alpha, bus, aux, 2,
+                      direct)
     clock[0] += n
 
 
@@ -84,7 +86,7 @@ def _strip_runner(channels, block):
     def run():
         _strips_only(x, c._work, block, c._clock, c._guard, c._p, s.cur, s.gain, s.gain_t,
                      s.gain_prev, s.coef, s.z, s.dyn, s.k, s.col_class, s.col_band, s.col_log,
-                     s.col_alpha, s.gain_alpha, s.meter_k, FS, c._bus, c._aux)
+                     s.col_alpha, s.gain_alpha, s.meter_k, FS, c._bus, c._aux, c._no_direct)
     return run, c
 
 

@@ -65,7 +65,7 @@ def _master_fader(bus, n_frames, clock, m, m_prev, mstate, a_gain):
 
 
 @kernel
-def _console_block(x, out, n_frames, clock, guard, p, m, m_prev, work, bus, aux, n_aux,
+def _console_block(x, out, direct, n_frames, clock, guard, p, m, m_prev, work, bus, aux, n_aux,
                    cur, gain, gain_t, gain_prev, coef, z, dyn, k, col_class, col_band, col_log,
                    col_alpha, gain_alpha, meter_k, am_ch, am_ctl, am_gains_db,
                    rv_lines, rv_pre, rv_ap, rv_y, rv_scratch, rv_coef, rv_delays, rv_ap_delays,
@@ -87,7 +87,8 @@ def _console_block(x, out, n_frames, clock, guard, p, m, m_prev, work, bus, aux,
         bus[1, n] = 0.0
         for a in range(n_aux):
             aux[a, n] = 0.0
-    strips_post_fader(work, n_frames, t0, gain, gain_t, gain_prev, gain_alpha, bus, aux, n_aux)
+    strips_post_fader(work, n_frames, t0, gain, gain_t, gain_prev, gain_alpha, bus, aux, n_aux,
+                      direct)
     # FX bus: aux 1 feeds the reverb, whose stereo return joins the mix bus
     _reverb_block(aux[0:1], bus, n_frames, m, rv_lines, rv_pre, rv_ap, rv_y, rv_scratch,
                   rv_coef, rv_delays, rv_ap_delays, rv_ap_gains, rv_mix, rv_ctl)
@@ -155,6 +156,8 @@ class Console:
         self._work = np.zeros((b, c))  # (frames, channels) float64: see strip.py
         self._bus = np.zeros((2, b), np.float32)
         self._aux = np.zeros((self.n_aux, b), np.float32)
+        self._no_direct = np.zeros((0, c, 2), np.float32)
+        self._direct = self._no_direct
         self._clock = np.zeros(1, np.int64)
         self._guard = np.zeros(1, np.int64)
         self._mstate = np.zeros(1)
@@ -175,12 +178,17 @@ class Console:
         self.reset()
 
     # ---- audio thread -------------------------------------------------------------------
-    def process(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def process(self, block: np.ndarray, out: np.ndarray | None = None,
+                direct: np.ndarray | None = None) -> np.ndarray:
         """Mix one block: ``(frames, n_channels)`` float32 in, ``(frames, 2)`` float32 out.
 
         Audio thread.  With ``out`` given (preallocated float32 ``(frames, 2)``) and a
         float32 C-contiguous input, nothing is allocated.  Any number of frames is accepted;
         more than ``block_size`` are processed in ``block_size`` pieces.
+
+        ``direct`` (float32 ``(frames, n_channels, 2)``, C-contiguous) receives every
+        channel's direct out: the processed channel after fader and pan, the stem it adds
+        to the mix bus.  Without it, the buffer given to ``set_direct_outs`` is used, if any.
         """
         x = block
         if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous):
@@ -193,22 +201,47 @@ class Console:
         elif out.shape != (frames, 2) or out.dtype != np.float32 or not out.flags.c_contiguous:
             raise ValueError(f"out must be a C-contiguous float32 array of shape ({frames}, 2)")
         staged = self._staged
+        if direct is None:
+            direct = self._direct if self._direct.shape[0] else None
+        if direct is None:
+            direct = self._no_direct
+        elif (direct.dtype != np.float32 or not direct.flags.c_contiguous
+              or direct.ndim != 3 or direct.shape[0] < frames
+              or direct.shape[1:] != (self.n_channels, 2)):
+            raise ValueError(f"direct must be a C-contiguous float32 array of shape "
+                             f"({frames}, {self.n_channels}, 2)")
         if staged is not self._applied:  # latest-wins pickup; copying never allocates
             np.copyto(self._p, staged[0])
             np.copyto(self._m, staged[1])
             self._strip.targets_changed()
             self._applied = staged
         if frames <= self.block_size:
-            self._run(x, out, frames)
+            self._run(x, out, direct, frames)
         else:
             for start in range(0, frames, self.block_size):
                 n = min(self.block_size, frames - start)
-                self._run(x[start:start + n], out[start:start + n], n)
+                d = direct[start:start + n] if direct.shape[0] else direct
+                self._run(x[start:start + n], out[start:start + n], d, n)
         return out
 
-    def _run(self, x, out, n):
+    def set_direct_outs(self, buffer: np.ndarray | None) -> None:
+        """Write every channel's direct out (post-fader, post-pan, ``(frames, n_channels,
+        2)``) into ``buffer`` on each following ``process`` call; None stops.  For taps
+        that do not call ``process`` themselves (the offline backend's stem writer).
+        Call it while no block is being processed."""
+        if buffer is None:
+            self._direct = self._no_direct
+            return
+        if (not isinstance(buffer, np.ndarray) or buffer.dtype != np.float32
+                or not buffer.flags.c_contiguous or buffer.ndim != 3
+                or buffer.shape[1:] != (self.n_channels, 2) or buffer.shape[0] < 1):
+            raise ValueError(f"direct-out buffer must be C-contiguous float32 of shape "
+                             f"(frames, {self.n_channels}, 2)")
+        self._direct = buffer
+
+    def _run(self, x, out, direct, n):
         s, rv, lm, ld = self._strip, self._reverb, self._limiter, self._loud
-        _console_block(x, out, n, self._clock, self._guard, self._p, self._m, self._m_prev,
+        _console_block(x, out, direct, n, self._clock, self._guard, self._p, self._m, self._m_prev,
                        self._work, self._bus, self._aux, self.n_aux, s.cur, s.gain, s.gain_t,
                        s.gain_prev, s.coef, s.z, s.dyn, s.k, s.col_class, s.col_band,
                        s.col_log, s.col_alpha, s.gain_alpha, s.meter_k, self._automix.ch,

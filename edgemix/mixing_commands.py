@@ -184,8 +184,10 @@ def _summary(res: MixResult, mix_path) -> str:
               help="session TOML: channel names, roles, automation levels, manual settings")
 @click.option("--policy", type=click.Choice(POLICIES), default="auto", show_default=True,
               help="who proposes settings: the model, the rules, or nobody (manual mix)")
+@click.option("--stems-out", "stems_out", type=click.Path(file_okay=False),
+              help="also write each channel's processed stem (post-fader, panned) here")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def mix_command(stems, output, params_file, policy, as_json):
+def mix_command(stems, output, params_file, policy, stems_out, as_json):
     """Mix a folder of WAV stems (one file per input) offline and write a report."""
     from edgemix.session import SessionError, default_session, load_session
     try:
@@ -194,7 +196,8 @@ def mix_command(stems, output, params_file, policy, as_json):
         raise UserError(str(e)) from None
     out = pathlib.Path(output)
     b = dataclasses.replace(session.backend, kind="offline", inputs=(str(stems),),
-                            output=str(out), paced=False)
+                            output=str(out), paced=False,
+                            stems_dir=str(stems_out) if stems_out else session.backend.stems_dir)
     session = dataclasses.replace(session, backend=b)
     if not params_file:
         session = _roles_from_names(session, stems)
@@ -242,12 +245,14 @@ def demo_command(out_dir, seconds, n_channels, kind, seed, policy, as_json):
 
     out = pathlib.Path(out_dir)
     stems_dir = out / "stems"
+    processed_dir = out / "processed"
     try:
         stems_dir.mkdir(parents=True, exist_ok=True)
+        processed_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"{out}: cannot create it ({e.strerror}): choose a writable --out-dir")
-    for old in stems_dir.glob("*.wav"):  # a previous demo's stems: this one replaces them
-        old.unlink()
+    for old in [*stems_dir.glob("*.wav"), *processed_dir.glob("*.wav")]:
+        old.unlink()  # a previous demo's stems: this one replaces them
     syn = synth_session(seed, seconds=seconds, n_channels=n_channels, kind=kind)
     channels = []
     for i, role in enumerate(syn.roles):
@@ -261,11 +266,13 @@ def demo_command(out_dir, seconds, n_channels, kind, seed, policy, as_json):
         session, sample_rate_hz=int(syn.sample_rate_hz), channels=tuple(channels),
         channels_given=True,
         backend=dataclasses.replace(session.backend, kind="offline", inputs=(str(stems_dir),),
-                                    output=str(mix_path), paced=False))
+                                    output=str(mix_path), paced=False,
+                                    stems_dir=str(processed_dir)))
     res = mix_session(session, policy=policy, progress=not as_json)
     jpath, mpath = write_report(res, out, mix_path)
     if as_json:
         click.echo(json.dumps(res.report()))
     else:
         click.echo(_summary(res, mix_path))
-        click.echo(f"edgemix: stems in {stems_dir}/, report in {mpath}")
+        click.echo(f"edgemix: raw stems in {stems_dir}/, processed stems in {processed_dir}/, "
+                   f"report in {mpath}")

@@ -52,7 +52,7 @@ SAMPLE_RATES_HZ = (16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000)
 _SECTIONS = ("session", "backend", "model", "master", "channels", "buses")
 _SESSION_KEYS = ("sample_rate_hz", "block_size", "name")
 _BACKEND_KEYS = ("kind", "device", "client_name", "auto_connect", "ring_blocks", "inputs",
-                 "output", "paced", "duration_s", "seed", "n_channels")
+                 "output", "stems_dir", "paced", "duration_s", "seed", "n_channels")
 _MODEL_KEYS = ("policy", "path", "backend", "hop_ms")
 _CHANNEL_KEYS = ("name", "input", "role", "colour", "automation")
 _BUS_KEYS = ("name", "kind")
@@ -87,6 +87,7 @@ class BackendConfig:
     ring_blocks: int = 4            # PortAudio/rtmixer: output ring prefill (blocks)
     inputs: tuple[str, ...] = ()    # offline: WAV stem files (a folder is expanded)
     output: str = "mix.wav"         # offline: where the mix goes
+    stems_dir: str = ""             # offline: where the processed stems go ("" = not written)
     paced: bool = False             # offline/synthetic: pace blocks in real time
     duration_s: float = 30.0        # synthetic: length of the generated session
     seed: int = 1                   # synthetic: generator seed
@@ -276,6 +277,8 @@ def parse_session(data: Mapping[str, Any], path: str = "session.toml") -> Sessio
     inputs = tuple(str(base / x) for x in inputs)
     output = _str(w, "output", b.get("output", "mix.wav"))
     output = str(base / output) if output else ""  # "" = do not write the mix
+    stems_dir = _str(w, "stems_dir", b.get("stems_dir", ""))
+    stems_dir = str(base / stems_dir) if stems_dir else ""
     backend = BackendConfig(
         kind=_choice(w, "kind", b.get("kind", "synthetic"), BACKENDS),
         device=_device(w, b.get("device", "")),
@@ -284,6 +287,7 @@ def parse_session(data: Mapping[str, Any], path: str = "session.toml") -> Sessio
         ring_blocks=_num(w, "ring_blocks", b.get("ring_blocks", 4), 1, 256, integer=True),
         inputs=inputs,
         output=output,
+        stems_dir=stems_dir,
         paced=_bool(w, "paced", b.get("paced", False)),
         duration_s=_num(w, "duration_s", b.get("duration_s", 30.0), 0.01, 86400.0),
         seed=_num(w, "seed", b.get("seed", 1), 0, 2 ** 31 - 1, integer=True),

@@ -33,6 +33,9 @@ def test_demo_writes_a_mix_that_is_neither_silent_nor_clipped_and_a_report(tmp_p
     assert abs(rep["master"]["integrated_lufs"] - loud) < 0.5
     assert (out / "report.md").read_text().startswith("# edgemix mix report")
     assert len(list((out / "stems").glob("*.wav"))) == 5
+    processed = sorted((out / "processed").glob("*.wav"))
+    assert [p.name for p in processed] == sorted(p.name for p in (out / "stems").glob("*.wav"))
+    assert all(sf.info(str(p)).channels == 2 for p in processed)
 
 
 def _stems(folder, n=3, fs=48000, seconds=3.0, channels=1):
@@ -45,6 +48,35 @@ def _stems(folder, n=3, fs=48000, seconds=3.0, channels=1):
         data = x if channels == 1 else np.stack([x] * channels, 1)
         sf.write(str(folder / f"{i + 1:02d}_{names[i]}.wav"), data, fs)
     return folder
+
+
+def test_mix_writes_processed_stems_that_sum_to_the_mix(tmp_path):
+    """``--stems-out``: one stereo file per channel, the whole length; with the master
+    section transparent they add up to the mix (after the limiter's constant latency)."""
+    stems = _stems(tmp_path / "stems", n=3, seconds=1.5)
+    params = tmp_path / "session.toml"
+    params.write_text(
+        '[master]\nlimiter_on = 0\nreverb_return_db = -90.0\n\n'
+        '[[channels]]\nname = "kick"\ninput = 1\nrole = "kick"\nfader_db = -6.0\npan = -0.5\n\n'
+        '[[channels]]\nname = "bass/di"\ninput = 2\nrole = "bass"\ncomp_on = 1\n\n'
+        '[[channels]]\nname = "vocal"\ninput = 3\nrole = "lead_vocal"\npan = 0.7\n')
+    out = tmp_path / "out" / "mix.wav"
+    processed = tmp_path / "processed"
+    r = CliRunner().invoke(cli, ["mix", str(stems), "-o", str(out), "--params", str(params),
+                                 "--policy", "none", "--stems-out", str(processed)])
+    assert r.exit_code == 0, r.output
+    files = sorted(processed.glob("*.wav"))
+    assert [f.name for f in files] == ["01_kick.wav", "02_bass_di.wav", "03_vocal.wav"]
+    y, fs = sf.read(str(out), dtype="float32")
+    parts = [sf.read(str(f), dtype="float32")[0] for f in files]
+    assert all(p.shape == y.shape == (72000, 2) for p in parts)
+    total = np.sum(parts, axis=0)
+    assert np.abs(total).max() > 0.01
+    from edgemix.dsp.limiter import LimiterState
+    lat = LimiterState.allocate(fs).latency_frames
+    np.testing.assert_allclose(total[:-lat], y[lat:], rtol=0, atol=1e-5)
+    # kick is panned left of centre and 6 dB down: its left side is the louder
+    assert np.abs(parts[0][:, 0]).max() > np.abs(parts[0][:, 1]).max()
 
 
 def test_mix_with_manual_settings_that_win(tmp_path):

@@ -528,34 +528,43 @@ def _comp_pass(w, i0, i1, m, mt, a, mk, mkt, a_mk, dyn, k):
 
 @kernel
 def strips_post_fader(work, n_frames, clock, gain, gain_t, gain_prev, gain_alpha, bus, aux,
-                      n_aux):
+                      n_aux, direct):
     """Fader, mute, pan and sends: accumulate every channel into the stereo bus and auxes.
 
     ``bus`` is ``(2, >= n_frames)`` and ``aux`` ``(n_aux, >= n_frames)``, both float32 and
     zeroed by the caller.  Gains glide per sample toward their targets; a target set at this
     block's first tick takes effect from that tick, exactly as in ``strips_pre_fader``, so
     the block size never changes the output.  Channels are summed in index order (a fixed
-    order whatever the block size).
+    order whatever the block size).  ``direct`` is ``(>= n_frames, channels, 2)`` float32 to
+    receive each channel's post-fader, post-pan signal (its direct out), or has 0 frames.
     """
     first_tick = (TICK - clock % TICK) % TICK
+    want_direct = direct.shape[0] > 0
     for c in range(work.shape[1]):
         _accumulate(work, c, n_frames, first_tick, gain, gain_t, gain_prev, gain_alpha, G_L,
-                    bus, 0)
+                    bus, 0, direct, want_direct, 0)
         _accumulate(work, c, n_frames, first_tick, gain, gain_t, gain_prev, gain_alpha, G_R,
-                    bus, 1)
+                    bus, 1, direct, want_direct, 1)
         for a in range(n_aux):
             _accumulate(work, c, n_frames, first_tick, gain, gain_t, gain_prev, gain_alpha,
-                        G_AUX + a, aux, a)
+                        G_AUX + a, aux, a, direct, False, 0)
 
 
 @kernel(inline="always")
-def _accumulate(work, c, n_frames, first_tick, gain, gain_t, gain_prev, gain_alpha, i, dst, row):
-    """``dst[row] += g * work[:, c]`` with gain row ``i`` gliding per sample."""
+def _accumulate(work, c, n_frames, first_tick, gain, gain_t, gain_prev, gain_alpha, i, dst, row,
+                direct, want_direct, side):
+    """``dst[row] += g * work[:, c]`` with gain row ``i`` gliding per sample; the product
+    also goes to ``direct[:, c, side]`` when ``want_direct``."""
     g = gain[i, c]
     t_new = gain_t[i, c]
     t = gain_prev[i, c]
     if g == t and t == t_new:  # settled: a plain multiply-add
-        if g != 0.0:
+        if want_direct:
+            for n in range(n_frames):
+                v = g * work[n, c]
+                direct[n, c, side] = v
+                dst[row, n] += v
+        elif g != 0.0:
             for n in range(n_frames):
                 dst[row, n] += g * work[n, c]
         return
@@ -564,5 +573,8 @@ def _accumulate(work, c, n_frames, first_tick, gain, gain_t, gain_prev, gain_alp
         if n == first_tick:
             t = t_new
         g += a * (t - g)
-        dst[row, n] += g * work[n, c]
+        v = g * work[n, c]
+        if want_direct:
+            direct[n, c, side] = v
+        dst[row, n] += v
     gain[i, c] = g

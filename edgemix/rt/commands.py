@@ -50,14 +50,18 @@ def build_runner(session: Session, *, record_dir=None, server: str | None = None
         source = StemSource(expand_inputs(b.inputs))
         session = with_channel_count(session, source.n_channels)
         backend = OfflineBackend(source, fs, bs, output=b.output, paced=b.paced,
-                                 input_map=[c.input for c in session.channels])
+                                 input_map=[c.input for c in session.channels],
+                                 stems_dir=b.stems_dir or None,
+                                 stem_names=[c.name for c in session.channels])
     elif b.kind == "synthetic":
         from edgemix.rt.offline import OfflineBackend
         from edgemix.rt.synthetic import SyntheticSource
         n_src = max(c.input for c in session.channels)
         source = SyntheticSource(n_src, fs, b.duration_s, seed=b.seed)
         backend = OfflineBackend(source, fs, bs, output=b.output, paced=b.paced,
-                                 input_map=[c.input for c in session.channels])
+                                 input_map=[c.input for c in session.channels],
+                                 stems_dir=b.stems_dir or None,
+                                 stem_names=[c.name for c in session.channels])
     elif b.kind == "jack":
         from edgemix.rt.jack_backend import JackBackend
         backend = JackBackend(session.n_channels, fs, bs, client_name=b.client_name,

@@ -9,6 +9,11 @@ before each block the backend calls ``runner.step_control()``, which runs every 
 whose boundary on the sample clock the input has reached.  The parameter trajectory is then
 the same on any machine, paced or not.
 
+With ``stems_dir``, the processed stems go there too: one stereo WAV per console channel,
+``NN_name.wav``, holding the channel's direct out (after its strip, the automixer, fader and
+pan; ``Console.set_direct_outs``).  Summed, they are the mix bus before the reverb return,
+the master fader and the limiter.
+
 Stems are checked up front and every problem is one line naming the file and the fix:
 missing or unreadable files, files with no frames, mixed sample rates, mono and stereo
 stems mixed together.  Stems of different lengths are padded with silence to the longest.
@@ -141,6 +146,14 @@ class StemSource:
             f.close()
 
 
+def _stem_file_name(index: int, name: str) -> str:
+    """``NN_name.wav`` for console channel ``index`` (0-based): letters, digits, ``-`` and
+    ``_`` only, and no second number when the name already starts with it."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name).strip("_")
+    prefix = f"{index + 1:02d}_"
+    return (safe if safe.startswith(prefix) else prefix + (safe or "channel")) + ".wav"
+
+
 class OfflineBackend(Backend):
     """Pull blocks from ``source`` (StemSource or SyntheticSource), write the mix to ``output``.
 
@@ -155,7 +168,7 @@ class OfflineBackend(Backend):
     drives_control = True
 
     def __init__(self, source, sample_rate_hz: float, block_size: int, *, output=None,
-                 paced: bool = False, input_map=None):
+                 paced: bool = False, input_map=None, stems_dir=None, stem_names=None):
         n_src = source.n_channels
         input_map = list(input_map) if input_map is not None else list(range(1, n_src + 1))
         if max(input_map) > n_src:
@@ -175,6 +188,14 @@ class OfflineBackend(Backend):
         self._stop = threading.Event()
         self.wav = None
         self.frames_out = 0
+        self.stems_dir = pathlib.Path(stems_dir) if stems_dir else None
+        names = list(stem_names) if stem_names is not None else [
+            f"ch{i + 1}" for i in range(self.n_inputs)]
+        if len(names) != self.n_inputs:
+            raise ValueError(f"{len(names)} stem names for {self.n_inputs} channels")
+        self.stem_paths = [] if self.stems_dir is None else [
+            self.stems_dir / _stem_file_name(i, n) for i, n in enumerate(names)]
+        self._stem_wavs = []
 
     def open(self, runner) -> None:
         super().open(runner)
@@ -191,6 +212,19 @@ class OfflineBackend(Backend):
             except (OSError, RuntimeError) as e:
                 raise DeviceError(f"{self.output}: cannot write the mix ({e}): choose a "
                                   "writable path for backend.output") from None
+        if self.stems_dir is not None:
+            import soundfile as sf
+            self._direct = np.zeros((b, self.n_inputs, 2), np.float32)
+            try:
+                self.stems_dir.mkdir(parents=True, exist_ok=True)
+                for p in self.stem_paths:
+                    self._stem_wavs.append(sf.SoundFile(str(p), "w", int(self.sample_rate_hz),
+                                                        2, subtype="FLOAT", format="WAV"))
+            except (OSError, RuntimeError) as e:
+                self._close_stems()
+                raise DeviceError(f"{self.stems_dir}: cannot write the stems ({e}): choose a "
+                                  "writable folder for backend.stems_dir") from None
+            runner.console.set_direct_outs(self._direct)
 
     def start(self) -> None:
         self._stop.clear()
@@ -219,6 +253,8 @@ class OfflineBackend(Backend):
             self.runner.process(x, y)
             if self.wav is not None:
                 self.wav.write(y)
+            for c, wav in enumerate(self._stem_wavs):
+                wav.write(np.ascontiguousarray(self._direct[:n, c]))
             self.frames_out += n
             if self.paced:
                 t_next += period
@@ -233,10 +269,18 @@ class OfflineBackend(Backend):
             self._thread.join()
             self._thread = None
 
+    def _close_stems(self) -> None:
+        for wav in self._stem_wavs:
+            wav.close()
+        self._stem_wavs = []
+
     def close(self) -> None:
         if self.wav is not None:
             self.wav.close()
             self.wav = None
+        if self.stems_dir is not None and self.runner is not None:
+            self.runner.console.set_direct_outs(None)
+        self._close_stems()
         close = getattr(self.source, "close", None)
         if close is not None:
             close()
@@ -244,5 +288,6 @@ class OfflineBackend(Backend):
     def info(self) -> dict:
         d = super().info()
         d.update(output=str(self.output) if self.output else None, paced=self.paced,
-                 frames_out=self.frames_out)
+                 frames_out=self.frames_out,
+                 stems=[str(p) for p in self.stem_paths] if self.stem_paths else None)
         return d
