@@ -4,14 +4,27 @@ Not pass/fail on speed (the numbers depend on the machine): it prints, per backe
 xruns, the late blocks, p50/p99/max block time as a share of the 1.333 ms deadline and the
 latency each backend adds, and records them as pytest properties.  Run it with
 ``scripts/bench.sh`` or ``pytest benchmarks/bench_jack.py -s``.
+
+An xrun is the server's verdict on a whole cycle, and on a shared or virtual machine the
+machine itself stalls real-time threads now and then.  So beside edgemix's server, a
+*reference* dummy server with the same settings runs over the same seconds with one C client
+(``jack_simple_client``, no Python at all): its xruns are the machine's floor at that
+moment.  The JACK backend also reports its late cycles (outputs written after the cycle's
+deadline, timed from JACK's cycle start): an xrun without a late cycle of ours was not
+caused by edgemix.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
+import threading
+import time
+import uuid
 
 import pytest
 
@@ -23,19 +36,63 @@ FS, BLOCK, N_CH = 48000, 64, 16
 SECONDS = float(os.environ.get("EDGEMIX_BENCH_JACK_S", "60"))
 
 
+@contextlib.contextmanager
+def reference_server():
+    """A second dummy server like edgemix's with one C client; yields a function returning
+    the xruns it has logged so far (0 where ``jack_simple_client`` is missing, said so)."""
+    if shutil.which("jack_simple_client") is None:
+        print("\nno jack_simple_client (Debian: jackd2 ships it): no reference server")
+        yield lambda: 0
+        return
+    name = f"edgemix-ref-{uuid.uuid4().hex[:8]}"
+    env = dict(os.environ, JACK_NO_AUDIO_RESERVATION="1", JACK_DEFAULT_SERVER=name)
+    server = subprocess.Popen(["jackd", "-R", "-P", "80", "-S", "-n", name, "-d", "dummy",
+                               "-r", str(FS), "-p", str(BLOCK), "-C", str(N_CH), "-P", "2"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    xruns = []
+
+    def read():  # jackd's dummy driver logs each xrun as "JackTimedDriver::Process XRun"
+        for line in server.stdout:
+            if b"XRun" in line:
+                xruns.append(line)
+    threading.Thread(target=read, daemon=True).start()
+    time.sleep(1.0)
+    client = subprocess.Popen(["jack_simple_client"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    try:
+        yield lambda: len(xruns)
+    finally:
+        for proc in (client, server):
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 @pytest.mark.jack
 @pytest.mark.skipif(not have_jackd(), reason="jackd not installed (scripts/apt-test.txt)")
-@pytest.mark.parametrize("kind, device, ports", [
-    ("jack", "", "edgemix:in_"), ("portaudio", "system", "PortAudio.*:in_")])
-def test_bench_jack_live(tmp_path, record_property, kind, device, ports):
+@pytest.mark.parametrize("kind, device, ports, policy", [
+    ("jack", "", "edgemix:in_", "none"), ("jack", "", "edgemix:in_", "rules"),
+    ("jack", "", "edgemix:in_", "model"),
+    ("portaudio", "system", "PortAudio.*:in_", "model")])
+def test_bench_jack_live(tmp_path, record_property, kind, device, ports, policy):
+    """With a policy, the live control path runs in its own process (control_process)."""
     from edgemix.rt.synthetic import render_synthetic
     chans = "".join(f"[[channels]]\ninput = {i + 1}\nfader_db = -6\ncomp_ratio = 3\n"
                     f"hpf_hz = 60\neq2_gain_db = 3\npan = {(i % 5) / 2.5 - 0.8:.2f}\n"
                     for i in range(N_CH))
     cfg = tmp_path / "bench.toml"
-    cfg.write_text(f'[backend]\nkind = "{kind}"\ndevice = "{device}"\n\n{chans}')
+    model = (f'path = "{ROOT / "models" / "student_float32.tflite"}"\nbackend = "tflite"\n'
+             if policy == "model" else "")
+    cfg.write_text(f'[backend]\nkind = "{kind}"\ndevice = "{device}"\n\n'
+                   f'[model]\npolicy = "{policy}"\n{model}\n{chans}')
     audio, _ = render_synthetic(N_CH, FS, 8.0, seed=11)
-    with jack_server(rate=FS, period=BLOCK, capture=N_CH, playback=2) as server:
+    # the reference server first, so its start-up is not inside the measured seconds
+    with reference_server() as ref_xruns, \
+            jack_server(rate=FS, period=BLOCK, capture=N_CH, playback=2) as server:
         env = dict(os.environ, JACK_DEFAULT_SERVER=server,
                    NUMBA_CACHE_DIR=os.environ.get("NUMBA_CACHE_DIR", str(ROOT / ".numba_cache")))
         p = subprocess.Popen([sys.executable, "-m", "edgemix.rt", "run", "--config", str(cfg),
@@ -51,7 +108,9 @@ def test_bench_jack_live(tmp_path, record_property, kind, device, ports):
                     player.client.disconnect(other, port)
                 player.client.connect(player.ports[i], port)
             player.start()
+            ref0 = ref_xruns()
             out, err = p.communicate(timeout=SECONDS + 60)
+            reference = ref_xruns() - ref0
         finally:
             if p.poll() is None:
                 p.kill()
@@ -61,13 +120,23 @@ def test_bench_jack_live(tmp_path, record_property, kind, device, ports):
     assert p.returncode == 0, err.decode()[-2000:]
     st = json.loads(out.decode().strip().splitlines()[-1])
     s = st["block_time_share"]
-    line = (f"{kind:9s} {N_CH} ch {FS} Hz/{BLOCK}: {st['blocks']} blocks, xruns {st['xruns']}, "
-            f"late {st['late_blocks']}, block time p50 {100 * s['p50']:.1f} % "
+    with open("/proc/loadavg") as f:
+        load = " ".join(f.read().split()[:3])
+    cyc = (f", late cycles {st['backend_cycle_late']} (cycle p99 "
+           f"{100 * st['backend_cycle_share']['p99']:.1f} % max "
+           f"{100 * st['backend_cycle_share']['max']:.1f} %)") if kind == "jack" else ""
+    ctl = st.get("control") or {}
+    ctl_line = (f", control: {ctl.get('hops')} hops, {ctl.get('applied', ctl.get('updates'))} "
+                f"updates applied, {ctl.get('errors')} errors" if ctl else "")
+    line = (f"{kind:9s} policy {policy}, {N_CH} ch {FS} Hz/{BLOCK}, {SECONDS:g} s, load {load}: "
+            f"{st['blocks']} blocks, xruns {st['xruns']} (reference C-only server, same "
+            f"seconds: {reference}){cyc}, late {st['late_blocks']}, block time p50 {100 * s['p50']:.1f} % "
             f"p99 {100 * s['p99']:.1f} % max {100 * s['max']:.1f} % of "
             f"{st['deadline_ms']:.3f} ms; latency: backend {st['backend_latency_frames']} + "
             f"console {st['console_latency_frames']} + device API "
-            f"{st['device_latency_frames']} frames")
+            f"{st['device_latency_frames']} frames{ctl_line}")
     print("\n" + line)
+    record_property("reference_xruns", reference)
     for k in ("xruns", "late_blocks", "backend_latency_frames", "console_latency_frames",
               "device_latency_frames", "blocks"):
         record_property(k, st[k])

@@ -109,6 +109,24 @@ def _console_block(x, out, direct, n_frames, clock, guard, p, m, m_prev, work, b
     clock[0] = t0 + n_frames
 
 
+def checked_params(n_channels: int, channel_params, master_params) -> tuple:
+    """``(channel, master)`` parameter arrays as the engine takes them: float64 copies of
+    the right shapes, finite, clipped to the schema (ValueError naming what is wrong)."""
+    cp = np.array(channel_params, dtype=np.float64)
+    if cp.shape != (n_channels, P.N_CH):
+        raise ValueError(f"channel parameters of shape {cp.shape}: expected "
+                         f"({n_channels}, {P.N_CH})")
+    mp = np.array(master_params, np.float64)
+    if mp.shape != (P.N_MS,):
+        raise ValueError(f"master parameters of shape {mp.shape}: expected ({P.N_MS},)")
+    if not (np.isfinite(cp).all() and np.isfinite(mp).all()):
+        raise ValueError("parameters must be finite numbers")
+    for j, spec in enumerate(P.CHANNEL_PARAMS):
+        cp[:, j] = spec.clip(cp[:, j])
+    mp = np.array([spec.clip(mp[j]) for j, spec in enumerate(P.MASTER_PARAMS)])
+    return cp, mp
+
+
 @dataclass(frozen=True)
 class Meters:
     """A snapshot of the console's meters (dB values; -inf for silence)."""
@@ -286,19 +304,18 @@ class Console:
         ``channel_params`` is ``(n_channels, params.N_CH)`` in units; ``master_params``
         ``(params.N_MS,)`` or None to keep the current ones.  Control thread.
         """
-        cp = np.array(channel_params, dtype=np.float64)
-        if cp.shape != (self.n_channels, P.N_CH):
-            raise ValueError(f"channel parameters of shape {cp.shape}: expected "
-                             f"({self.n_channels}, {P.N_CH})")
-        mp = self._staged[1] if master_params is None else np.array(master_params, np.float64)
-        if mp.shape != (P.N_MS,):
-            raise ValueError(f"master parameters of shape {mp.shape}: expected ({P.N_MS},)")
-        if not (np.isfinite(cp).all() and np.isfinite(mp).all()):
-            raise ValueError("parameters must be finite numbers")
-        for j, spec in enumerate(P.CHANNEL_PARAMS):
-            cp[:, j] = spec.clip(cp[:, j])
-        mp = np.array([spec.clip(mp[j]) for j, spec in enumerate(P.MASTER_PARAMS)])
-        self._staged = (cp, mp)
+        self._staged = checked_params(self.n_channels, channel_params,
+                                      self._staged[1] if master_params is None
+                                      else master_params)
+
+    def apply_targets(self, channel_params: np.ndarray, master_params: np.ndarray) -> None:
+        """Audio thread, between blocks: make these (already ``checked_params``) arrays the
+        targets now, without allocating; for a control path in another process, whose
+        parameters arrive in shared memory (``edgemix.rt.control_process``)."""
+        np.copyto(self._p, channel_params)
+        np.copyto(self._m, master_params)
+        self._strip.targets_changed()
+        self._applied = self._staged  # an older staged pair must not override these
 
     def set_channel(self, channel: int, name: str, value: float) -> None:
         """Set one channel parameter by name (validated; smoothed on the audio side)."""

@@ -8,6 +8,11 @@ sample-exact comparison with the offline render that the tests make.  (A test cl
 jackd does skip for a cycle shows up as a gap in its frame times; the tests align by
 frame time, so such a gap cannot shift the rest of a recording.)
 
+The server runs real-time (``-R -P 80``; jackd2 then runs its clients' process threads at
+75): above every thread of an edgemix run (audio 70, control 60), so another edgemix run on
+the same machine -- its control thread holds a CPU for milliseconds every hop -- cannot
+preempt this server's cycle, as it could at jackd2's default priority 10.
+
 The player writes a known multichannel session to its output ports starting at a JACK
 frame time it records; the catcher records its input ports with each cycle's frame time.
 With player -> edgemix -> catcher connected (no feedback loop), JACK runs the three in
@@ -30,12 +35,17 @@ def have_jackd() -> bool:
 
 
 @contextlib.contextmanager
-def jack_server(rate=48000, period=64, capture=16, playback=2, sync=True, timeout_s=15.0):
-    """Start a dummy JACK server with a unique name; yield the name; always kill it."""
+def jack_server(rate=48000, period=64, capture=16, playback=2, sync=True, timeout_s=15.0,
+                rt_priority=80):
+    """Start a dummy JACK server with a unique name; yield the name; always kill it.
+
+    ``rt_priority``: jackd's SCHED_FIFO priority (its clients run 5 below), None for jackd's
+    own default."""
     import jack
     jack.set_error_function(lambda msg: None)  # libjack's "cannot connect" while we poll
     name = f"edgemix-test-{uuid.uuid4().hex[:8]}"
-    args = ["jackd"] + (["-S"] if sync else []) + ["-n", name, "-d", "dummy", "-r", str(rate),
+    prio = ["-R", "-P", str(rt_priority)] if rt_priority is not None else []
+    args = ["jackd"] + prio + (["-S"] if sync else []) + ["-n", name, "-d", "dummy", "-r", str(rate),
                                                     "-p", str(period), "-C", str(capture),
                                                     "-P", str(playback)]
     env = dict(os.environ, JACK_NO_AUDIO_RESERVATION="1")
@@ -65,6 +75,27 @@ def jack_server(rate=48000, period=64, capture=16, playback=2, sync=True, timeou
         proc.stderr.close()
 
 
+class _PortBuffers:
+    """numpy views of JACK port buffers, rebuilt only when JACK hands out a new address, so a
+    test client's process callback allocates nothing (no garbage collection in its cycle)."""
+
+    def __init__(self, ports, frames):
+        import jack
+        self._get = jack._lib.jack_port_get_buffer
+        self._ffi = jack._ffi
+        self._ptr = [p._ptr for p in ports]
+        self._addr = [None] * len(ports)
+        self._view = [None] * len(ports)
+        self.frames = frames
+
+    def __getitem__(self, i):
+        buf = self._get(self._ptr[i], self.frames)
+        if buf != self._addr[i]:
+            self._addr[i] = buf
+            self._view[i] = np.frombuffer(self._ffi.buffer(buf, self.frames * 4), np.float32)
+        return self._view[i]
+
+
 class Player:
     """A JACK client that plays ``audio`` ((frames, channels) float32) once, from ``start()``."""
 
@@ -75,6 +106,7 @@ class Player:
         self.client = jack.Client(name, no_start_server=True, servername=server)
         self.ports = [self.client.outports.register(f"out_{i + 1}")
                       for i in range(self.audio.shape[1])]
+        self._bufs = _PortBuffers(self.ports, self.client.blocksize)
         self.pos = 0
         self.playing = False
         self.start_frame_time = None
@@ -83,15 +115,16 @@ class Player:
         self.client.activate()
 
     def _process(self, frames):
+        bufs = self._bufs
         if not self.playing or self.done:
-            for p in self.ports:
-                p.get_array().fill(0.0)
+            for i in range(len(self.ports)):
+                bufs[i].fill(0.0)
             return
         if self.start_frame_time is None:
             self.start_frame_time = self.client.last_frame_time
         n = min(frames, self.audio.shape[0] - self.pos)
-        for i, p in enumerate(self.ports):
-            a = p.get_array()
+        for i in range(len(self.ports)):
+            a = bufs[i]
             a[:n] = self.audio[self.pos:self.pos + n, i]
             a[n:] = 0.0
         self.pos += n
@@ -118,7 +151,9 @@ class Catcher:
         self.ports = [self.client.inports.register(f"in_{i + 1}") for i in range(channels)]
         cap = int(seconds * rate)
         self.data = np.zeros((cap, channels), np.float32)
-        self.times = []
+        self.times = np.zeros(cap // self.client.blocksize + 1, np.int64)
+        self.n_cycles = 0
+        self._bufs = _PortBuffers(self.ports, self.client.blocksize)
         self.pos = 0
         self.recording = False
         self.client.set_process_callback(self._process)
@@ -127,9 +162,10 @@ class Catcher:
     def _process(self, frames):
         if not self.recording or self.pos + frames > self.data.shape[0]:
             return
-        self.times.append(self.client.last_frame_time)
-        for i, p in enumerate(self.ports):
-            self.data[self.pos:self.pos + frames, i] = p.get_array()
+        self.times[self.n_cycles] = self.client.last_frame_time
+        self.n_cycles += 1
+        for i in range(len(self.ports)):
+            self.data[self.pos:self.pos + frames, i] = self._bufs[i]
         self.pos += frames
 
     def start(self):
@@ -137,7 +173,7 @@ class Catcher:
 
     def timeline(self):
         """(JACK frame time of each recorded cycle, the recorded frames)."""
-        return np.asarray(self.times, dtype=np.int64), self.data[:self.pos]
+        return self.times[:self.n_cycles].copy(), self.data[:self.pos]
 
     def close(self):
         self.client.deactivate()

@@ -77,8 +77,12 @@ def build_runner(session: Session, *, record_dir=None, server: str | None = None
 
     from edgemix.rt.runner import Runner
     console = session.build_console()
+    recipe = None
     if policy is None:
-        policy = load_policy(session)
+        policy = load_policy(session)  # here too: a bad model is a one-line error now
+        if policy is not None and b.kind in ("jack", "portaudio"):
+            from edgemix.rt.control_process import control_recipe
+            recipe = control_recipe(session)  # live: the control path in its own process
     if policy is not None and features is None:
         try:
             from edgemix.features import FeatureExtractor
@@ -93,7 +97,7 @@ def build_runner(session: Session, *, record_dir=None, server: str | None = None
                   base_params=session.channel_params(), automation=session.automation(),
                   locked=session.locked(), master_params=session.master_params(),
                   hop_s=session.model.hop_ms / 1000.0, rt_priority=rt_priority,
-                  max_retries=max_retries), session
+                  max_retries=max_retries, control_recipe=recipe), session
 
 
 @click.command("devices")

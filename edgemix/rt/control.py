@@ -32,13 +32,13 @@ its text kept in ``last_error`` (DESIGN.md: fail soft on the control path).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 
 import numpy as np
 
 from edgemix.automix.policy import Automation, as_proposal
+from edgemix.rt import rtsched
 from edgemix.rt.ring import FrameRing
 
 log = logging.getLogger("edgemix.rt")
@@ -48,6 +48,24 @@ log = logging.getLogger("edgemix.rt")
 RING_HOPS = 4
 #: The live control thread looks at the ring this many times per hop.
 POLLS_PER_HOP = 4
+
+
+def ring_capacity(hop_frames: int, block_size: int, ring_hops: int = RING_HOPS) -> int:
+    """Frames the control path's input ring holds: ``ring_hops`` hops and one block."""
+    return int(ring_hops) * int(hop_frames) + int(block_size)
+
+
+def build_control_loop(console, policy, features=None, *, base_params=None, automation=None,
+                       locked=None, master_params=None, hop_s: float = 0.1, ring=None):
+    """The control loop a runner uses: an :class:`~edgemix.automix.policy.Automation` from
+    the manual settings (``base_params``, default: the console's), the per-channel
+    automation levels (default 1) and ``locked``, around ``policy`` and ``features``."""
+    n = console.n_channels
+    levels = np.ones(n) if automation is None else np.asarray(automation, np.float64)
+    auto = Automation(n, manual=console.channel_params if base_params is None else base_params,
+                      level=levels.reshape(n, 1), locked=locked)
+    return ControlLoop(console, policy, auto, features=features, master_params=master_params,
+                       hop_s=hop_s, ring=ring)
 
 
 def meter_snapshot(console):
@@ -76,7 +94,7 @@ class ControlLoop:
 
     def __init__(self, console, policy, automation: Automation, *, features=None,
                  master_params: np.ndarray | None = None, hop_s: float = 0.1,
-                 ring_hops: int = RING_HOPS):
+                 ring_hops: int = RING_HOPS, ring: FrameRing | None = None):
         if features is not None:
             hop_frames = int(features.hop_frames)
         else:
@@ -94,8 +112,8 @@ class ControlLoop:
                                else master_params, dtype=np.float64)
         self.hop_frames = hop_frames
         self.hop_s = hop_frames / console.sample_rate_hz
-        self.ring = FrameRing(int(ring_hops) * hop_frames + console.block_size,
-                              console.n_channels)
+        self.ring = ring if ring is not None else FrameRing(
+            ring_capacity(hop_frames, console.block_size, ring_hops), console.n_channels)
         self._nothing = np.zeros((0, 0), np.float32)  # the ring's second part: none here
         self.frames_in = 0        # frames consumed from the ring (fed to the features)
         self.hops = 0
@@ -198,13 +216,7 @@ class ControlLoop:
                         "parameters: %s", self.errors, self.last_error)
 
     # ---- live: the control thread -------------------------------------------------------
-    def _run(self, rt_priority: int | None) -> None:
-        if rt_priority is not None:
-            try:
-                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(rt_priority))
-                self.rt_status = f"SCHED_FIFO {rt_priority}"
-            except (AttributeError, OSError) as e:  # the runner already warned for audio
-                self.rt_status = f"normal priority ({e.__class__.__name__})"
+    def _run(self) -> None:
         poll_s = self.hop_s / POLLS_PER_HOP
         t_next = time.monotonic()
         while True:
@@ -218,18 +230,23 @@ class ControlLoop:
             self.advance()
 
     def start(self, rt_priority: int | None = None) -> None:
-        """Start the control thread (live backends), at SCHED_FIFO ``rt_priority`` if given.
+        """Start the control thread (live backends); at SCHED_FIFO ``rt_priority`` if given.
 
-        Why real-time priority for a thread that is not on the audio path: it holds the GIL
-        that the audio callback needs.  At normal priority, any busy process can preempt it
-        while it holds the GIL, and the audio thread then waits for a scheduler quantum
-        (priority inversion; seen as deadline misses under load with ``edgemix profile``).
-        Below the audio thread's priority it never preempts the audio thread itself.
+        The runner leaves ``rt_priority`` out and sets the thread's priority itself once it
+        knows the audio thread's (:mod:`edgemix.rt.rtsched`: below the audio thread, above
+        ordinary processes, because this thread holds the GIL the audio callback needs for
+        milliseconds per hop and must not be preempted by a busy process meanwhile).
         """
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, args=(rt_priority,),
-                                        name="edgemix-control", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="edgemix-control", daemon=True)
         self._thread.start()
+        if rt_priority is not None:
+            self.rt_status = rtsched.set_fifo(rt_priority, self._thread.native_id)
+
+    @property
+    def native_id(self) -> int | None:
+        """The control thread's kernel thread id while it runs (for its scheduling)."""
+        return self._thread.native_id if self._thread is not None else None
 
     def stop(self) -> None:
         self._stop.set()

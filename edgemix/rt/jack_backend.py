@@ -11,6 +11,14 @@ hands out a different buffer address (it does on connection changes, not per cyc
 period allocates no arrays.  Connections to the system ports are made only when
 ``auto_connect`` is asked for.  JACK's xruns are counted from its xrun callback; a server
 shutdown marks the backend ``lost`` so the runner can say so and retry.
+
+An xrun is the *server's* verdict on a whole cycle: any client, the server's own wake-up or
+the machine can make it.  To tell ours apart, each period is also timed from the start of
+JACK's cycle (``jack_frames_since_cycle_start`` at entry) to the moment our outputs are
+written, against the cycle's deadline one period later (``cycle_timer``): an xrun with no
+late cycle of ours was not caused by edgemix.  That interval includes what the runner's
+block timer cannot see -- clients ahead of us in the graph, our thread's wake-up and its
+wait for the GIL.
 """
 from __future__ import annotations
 
@@ -18,7 +26,10 @@ import logging
 
 import numpy as np
 
+from time import perf_counter_ns
+
 from edgemix.rt.backend import Backend, DeviceError
+from edgemix.rt.timing import BlockTimer
 
 log = logging.getLogger("edgemix.rt")
 
@@ -58,6 +69,9 @@ class JackBackend(Backend):
         self.n_ports = max(self.input_map)
         self.client = None
         self.view_rebuilds = 0
+        self.xrun_max_delay_us = 0.0
+        #: per period: (JACK cycle start, our outputs written, cycle start + one period)
+        self.cycle_timer = BlockTimer()
         self._frames = 0
 
     # ---- owner thread ---------------------------------------------------------------------
@@ -88,6 +102,8 @@ class JackBackend(Backend):
         self._port_of_channel = [self._in_ports[k - 1] for k in self.input_map]
         self._lib = jack._lib
         self._ffi = jack._ffi
+        self._client_ptr = c._ptr
+        self.cycle_timer.reset()
         self._alloc(c.blocksize)
         c.set_process_callback(self._process)
         c.set_xrun_callback(self._xrun)
@@ -97,6 +113,8 @@ class JackBackend(Backend):
     def _alloc(self, frames: int) -> None:
         """Preallocate every array and view the process callback touches (non-RT)."""
         self._frames = int(frames)
+        self._ns_per_frame = 1e9 / self.sample_rate_hz
+        self._period_ns = int(frames * self._ns_per_frame)
         self._x = np.zeros((frames, self.n_inputs), np.float32)
         self._y = np.zeros((frames, 2), np.float32)
         self._x_cols = [self._x[:, i] for i in range(self.n_inputs)]
@@ -149,8 +167,12 @@ class JackBackend(Backend):
 
     def info(self) -> dict:
         d = super().info()
+        cyc = self.cycle_timer.summary()
         d.update(client_name=self.client_name, server=self.server,
-                 view_rebuilds=self.view_rebuilds)
+                 view_rebuilds=self.view_rebuilds,
+                 xrun_max_delay_us=float(self.xrun_max_delay_us),
+                 cycle_late=cyc["late"],
+                 cycle_share={k: cyc[k] for k in ("p50", "p99", "max")})
         return d
 
     # ---- JACK's threads ---------------------------------------------------------------------
@@ -159,12 +181,13 @@ class JackBackend(Backend):
 
     def _process(self, frames: int) -> None:
         """JACK process thread: gather, mix, scatter.  No arrays are allocated per period."""
+        since = self._lib.jack_frames_since_cycle_start(self._client_ptr)
+        t_cycle = perf_counter_ns() - int(since * self._ns_per_frame)
         if frames != self._frames:  # cannot happen after the blocksize callback; stay safe
             return
         if not self.runner._audio_thread_ready:
-            # JACK owns this thread's scheduling (its own SCHED_FIFO); only mark it.
-            self.runner._audio_thread_ready = True
-            self.runner.rt_status = "JACK process thread (scheduling by jackd)"
+            # jackd owns this thread's scheduling (its own SCHED_FIFO); only note it
+            self.runner.enter_foreign_audio_thread("JACK process thread")
         get = self._lib.jack_port_get_buffer
         addr, view, cols = self._in_addr, self._in_view, self._x_cols
         for i, p in enumerate(self._in_ptr):
@@ -183,9 +206,13 @@ class JackBackend(Backend):
                 oview[k] = self._view(buf, frames)
                 self.view_rebuilds += 1
             np.copyto(oview[k], self._y_cols[k])
+        self.cycle_timer.record(t_cycle, perf_counter_ns(), t_cycle + self._period_ns)
 
     def _xrun(self, delayed_usecs: float) -> None:
+        # JACK's notification thread (not the process thread)
         self.xruns += 1
+        if delayed_usecs > self.xrun_max_delay_us:
+            self.xrun_max_delay_us = delayed_usecs
 
     def _blocksize(self, blocksize: int) -> None:
         # JACK calls this outside the process cycle: reallocating here is allowed.

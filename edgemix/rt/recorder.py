@@ -71,6 +71,12 @@ class Recorder:
                                         daemon=True)
         self._thread.start()
 
+    @property
+    def native_id(self) -> int | None:
+        """The writer thread's kernel thread id while it runs (the runner sets its priority:
+        it takes the GIL between its writes, see :mod:`edgemix.rt.rtsched`)."""
+        return self._thread.native_id if self._thread is not None else None
+
     def push(self, inputs: np.ndarray, mix: np.ndarray) -> bool:
         """Audio thread: queue one block (``(frames, n_inputs)`` and ``(frames, 2)`` float32
         C-contiguous).  Never blocks; returns False when the block had to be dropped."""

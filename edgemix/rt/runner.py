@@ -6,10 +6,14 @@ What it does around a stream, in order (DESIGN.md, real-time rules):
    extractor and the recorder's ring kernel), so nothing is JIT-compiled while live;
 2. collect, then ``gc.freeze()`` and ``gc.disable()`` so the cyclic collector never runs in
    the audio path (re-enabled after the stream stops);
-3. shorten the interpreter's GIL switch interval to a quarter of a block so the audio
-   callback never queues behind another Python thread for long;
-4. pin the audio thread to a CPU and ask for SCHED_FIFO where the OS allows, with one clear
-   warning where it does not;
+3. shorten the interpreter's GIL switch interval (``GIL_SWITCH_S``) so the audio callback
+   never queues behind another Python thread for long;
+4. lock the process's memory (``mlockall``), pin the audio thread to a CPU and ask for
+   SCHED_FIFO where the OS allows, with one clear warning where it does not; once the audio
+   thread's priority is known (JACK chooses its own), put every other Python thread of the
+   run -- the owner's wait loop, the control thread, the recorder's writer -- at SCHED_FIFO
+   just below it, so none of them can be preempted by an ordinary process while holding
+   the GIL the callback needs (:mod:`edgemix.rt.rtsched`);
 5. time every block into a preallocated ring (:class:`~edgemix.rt.timing.BlockTimer`) and
    count late blocks and the backend's xruns;
 6. hand every input block to the control path through a preallocated ring (one kernel
@@ -33,6 +37,7 @@ from time import perf_counter_ns
 
 import numpy as np
 
+from edgemix.rt import rtsched
 from edgemix.rt.backend import Backend, DeviceError
 from edgemix.rt.timing import BlockTimer
 
@@ -46,10 +51,12 @@ log = logging.getLogger("edgemix.rt")
 #: switch only happens when a thread is actually waiting.
 GIL_SWITCH_S = 5e-5
 
-#: SCHED_FIFO priority of the control thread: below the audio thread, above ordinary
-#: processes, so nothing ordinary can preempt it while it holds the GIL the audio callback
-#: needs (see ``ControlLoop.start``).
-CONTROL_RT_PRIORITY = 60
+#: How often the owner's wait loop looks at the backend (finished, lost, duration) on a live
+#: stream.  Each look takes the GIL for a moment; fewer looks, fewer chances to be holding
+#: it when a block is due.  Offline backends finish on their own and are looked at
+#: ``OFFLINE_POLL_S`` apart so a render ends promptly.
+LIVE_POLL_S = 0.2
+OFFLINE_POLL_S = 0.05
 
 #: SCHED_FIFO priority asked for the audio thread (JACK's own default is 10..80 on Debian's
 #: limits; 70 keeps us under the kernel's IRQ threads at 50..90 only where they are higher).
@@ -66,13 +73,17 @@ class Runner:
     control side, never on the audio thread).  ``base_params`` (the manual settings),
     ``automation`` (levels 0..1 per channel) and ``locked`` make the
     :class:`~edgemix.automix.policy.Automation` the proposals go through.
+    ``control_recipe`` (:func:`edgemix.rt.control_process.control_recipe`): with a live
+    backend, run the control path in its own process, built from the recipe (``policy``
+    and ``features`` are then not used); offline backends always step it in-process.
     """
 
     def __init__(self, console, backend: Backend, *, policy=None, features=None,
                  recorder=None, base_params=None, automation=None, locked=None,
                  master_params=None, hop_s: float = 0.1, rt_priority: bool = True,
                  cpu: int | None = None, timer_capacity: int = 1 << 16,
-                 retry_s: float = 1.0, max_retries: int | None = None):
+                 retry_s: float = 1.0, max_retries: int | None = None,
+                 control_recipe=None):
         if backend.n_inputs != console.n_channels:
             raise ValueError(f"the backend delivers {backend.n_inputs} inputs but the console "
                              f"has {console.n_channels} channels: make them agree")
@@ -92,19 +103,29 @@ class Runner:
         self.frames = 0
         self.retries = 0
         self.rt_status = "not requested"
+        #: SCHED_FIFO priority of the audio thread once it ran (0: not real-time; None: not
+        #: known yet).  The helper threads are put below it (``_raise_helpers``).
+        self.audio_priority: int | None = None
+        self.helpers_status = "not requested"
+        self.memlock_status = "not requested"
         self.stop_reason = ""
         self._stop = threading.Event()
         self._audio_thread_ready = False
         self.control = None
-        if policy is not None or features is not None:
-            from edgemix.automix.policy import Automation
-            from edgemix.rt.control import ControlLoop
-            n = console.n_channels
-            levels = np.ones(n) if automation is None else np.asarray(automation, np.float64)
-            auto = Automation(n, manual=console.channel_params if base_params is None
-                              else base_params, level=levels.reshape(n, 1), locked=locked)
-            self.control = ControlLoop(console, policy, auto, features=features,
-                                       master_params=master_params, hop_s=hop_s)
+        live = not getattr(backend, "drives_control", False)
+        if control_recipe is not None and live:
+            # a live run: the control path in its own process (its Python never holds
+            # this process's GIL; see edgemix.rt.control_process and docs/design-notes.md)
+            from edgemix.rt.control_process import ControlProcess
+            self.control = ControlProcess(console, control_recipe, base_params=base_params,
+                                          automation=automation, locked=locked,
+                                          master_params=master_params, hop_s=hop_s)
+        elif policy is not None or features is not None:
+            from edgemix.rt.control import build_control_loop
+            self.control = build_control_loop(console, policy, features,
+                                              base_params=base_params, automation=automation,
+                                              locked=locked, master_params=master_params,
+                                              hop_s=hop_s)
 
     # ---- audio thread ---------------------------------------------------------------------
     def process(self, x: np.ndarray, out: np.ndarray) -> None:
@@ -140,15 +161,26 @@ class Runner:
             notes.append(f"pinned to CPU {cpu}")
         except (AttributeError, OSError, ValueError) as e:
             notes.append(f"no CPU affinity ({e.__class__.__name__})")
-        try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(RT_PRIORITY))
-            notes.append(f"SCHED_FIFO {RT_PRIORITY}")
-        except (AttributeError, OSError) as e:
+        status = rtsched.set_fifo(RT_PRIORITY)
+        if status.startswith("SCHED_FIFO"):
+            notes.append(status)
+        else:
             notes.append("no real-time priority")
             log.warning("audio thread runs without real-time priority (%s): allow it with an "
                         "rtprio limit (e.g. the 'audio' group in /etc/security/limits.d)",
-                        e.__class__.__name__)
+                        status)
         self.rt_status = ", ".join(notes)
+        self.audio_priority = rtsched.fifo_priority()
+
+    def enter_foreign_audio_thread(self, owner: str) -> None:
+        """Called once by a backend whose audio thread a server schedules (JACK's process
+        thread): leave its scheduling alone, but note its priority for the helper band."""
+        if self._audio_thread_ready:
+            return
+        self._audio_thread_ready = True
+        self.audio_priority = rtsched.fifo_priority()
+        self.rt_status = (f"{owner} (SCHED_FIFO {self.audio_priority})" if self.audio_priority
+                          else f"{owner} (not real-time)")
 
     # ---- offline backend's thread, between blocks ---------------------------------------
     def step_control(self) -> None:
@@ -171,6 +203,25 @@ class Runner:
         if self.recorder is not None:
             self.recorder.ring.warmup(n)
         self.timer.reset()
+
+    def _raise_helpers(self) -> None:
+        """Owner thread, once the audio thread has run its first block: put the owner, the
+        control thread and the recorder's writer at SCHED_FIFO below the audio thread."""
+        if self.audio_priority is None:
+            return
+        self._helpers_done = True
+        band = rtsched.helper_priorities(self.audio_priority)
+        if band is None:
+            self.helpers_status = "normal priority (the audio thread is not real-time)"
+            return
+        control, helper = band
+        notes = [f"owner {rtsched.set_fifo(helper)}"]
+        if self.control is not None and self.control.native_id is not None:
+            self.control.rt_status = rtsched.set_fifo(control, self.control.native_id)
+            notes.append(f"control {self.control.rt_status}")
+        if self.recorder is not None and self.recorder.native_id is not None:
+            notes.append(f"recorder {rtsched.set_fifo(helper, self.recorder.native_id)}")
+        self.helpers_status = ", ".join(notes)
 
     def request_stop(self, reason: str = "stopped") -> None:
         """Any thread (or a signal handler): end :meth:`run` at its next check."""
@@ -226,14 +277,19 @@ class Runner:
         gc.collect()
         gc.freeze()
         gc.disable()
+        live = not getattr(self.backend, "drives_control", False)
+        if live and self.rt_priority:
+            self.memlock_status = rtsched.lock_memory()
         t_start = time.monotonic()
         opened = False
+        self._helpers_done = not (live and self.rt_priority)
         try:
             opened = self._open_backend(first=True)
-            if opened and self.control is not None and \
-                    not getattr(self.backend, "drives_control", False):
-                self.control.start(CONTROL_RT_PRIORITY if self.rt_priority else None)
+            if opened and self.control is not None and live:
+                self.control.start()
             while opened and not self._stop.is_set():
+                if not self._helpers_done:
+                    self._raise_helpers()
                 if duration_s is not None and time.monotonic() - t_start >= duration_s:
                     self.request_stop("duration reached")
                     break
@@ -255,10 +311,20 @@ class Runner:
                         if not self._stop.is_set():
                             opened = self._open_backend()
                     continue
-                self._stop.wait(0.05)
+                if not self._helpers_done:  # wait for the audio thread's first block
+                    self._stop.wait(0.005)
+                    continue
+                poll_s = LIVE_POLL_S if live else OFFLINE_POLL_S
+                if duration_s is not None:
+                    poll_s = min(poll_s, max(0.0, t_start + duration_s - time.monotonic()))
+                self._stop.wait(poll_s)
         finally:
             if self.control is not None:
                 self.control.stop()
+            if live and self.rt_priority:
+                rtsched.set_normal()
+                if self.memlock_status.startswith("locked"):
+                    rtsched.unlock_memory()
             if opened:
                 try:
                     self.backend.stop()
@@ -297,6 +363,8 @@ class Runner:
                                         + self.backend.device_latency_frames),
             "retries": int(self.retries),
             "rt": self.rt_status,
+            "rt_helpers": self.helpers_status,
+            "memory_lock": self.memlock_status,
             "stop_reason": self.stop_reason,
         }
         if self.control is not None:
