@@ -1,7 +1,8 @@
 """Rebuild everything in ``models/`` from a seed: ``python -m export.build_models``.
 
-Steps: training data (synthesiser + teacher when installed, else the interim generator),
-training, the weights ``.npz``, ONNX float and int8 (QDQ), TFLite float32 and int8, golden
+Steps: training data (synthesiser + teacher when installed, else the interim generator;
+the teacher's labels are cached per session under ``build/teacher-<key>/``, filled ahead by
+``python -m export.dataset --sessions N``, the slow step), training, the weights ``.npz``, ONNX float and int8 (QDQ), TFLite float32 and int8, golden
 I/O from the training side (PyTorch), held-out metrics, the model card and ``SHA256SUMS``.
 Deterministic: the same seed on the same versions gives byte-identical files.
 """
@@ -16,9 +17,10 @@ import time
 import numpy as np
 
 from edgemix.infer.base import MAX_CHANNELS
-from edgemix.infer.weights import n_parameters, save_weights, write_npz
+from edgemix.infer.weights import FITTED_NAMES, n_parameters, save_weights, write_npz
 from edgemix.params import MODEL_OUTPUT_SPECS, denormalise_outputs
 from edgemix.roles import ROLE_NAMES
+from export import dataset as D
 from export import verify as V
 from export.dataset import build_dataset, session_seeds
 from export.onnx_export import OPSET, write_onnx
@@ -82,36 +84,33 @@ def _int8_parity(backend, features, mask, ref01, ref_logits) -> dict:
 
 
 def dataset_cache_path(n_sessions: int, seed: int, cache_dir) -> pathlib.Path:
-    """Where :func:`dataset_cached` keeps a dataset: a key of everything it depends on
-    (the dataset, feature, schema and role sources and, with the teacher, the synthesiser,
-    teacher, rule policy, engine and DSP sources), the seed and the count."""
+    """Where :func:`dataset_cached` keeps an assembled dataset: a key of everything it
+    depends on (the dataset, feature, schema and role sources and, with the teacher, the
+    key of its labels: :func:`export.dataset.label_key`), the seed and the count."""
     import hashlib
     import importlib
-    from export.dataset import teacher_available
+    from export.dataset import label_key, teacher_available
     h = hashlib.sha256(f"{n_sessions}:{seed}".encode())
-    mods = ["export.dataset", "edgemix.features", "edgemix.params", "edgemix.roles"]
+    for name in ("export.dataset", "edgemix.features", "edgemix.params", "edgemix.roles"):
+        h.update(pathlib.Path(importlib.import_module(name).__file__).read_bytes())
     if teacher_available():
-        mods += ["export.synth", "export.teacher", "edgemix.automix.rules", "edgemix.console"]
-    files = [pathlib.Path(importlib.import_module(name).__file__) for name in mods]
-    if teacher_available():  # the teacher renders with the engine and its kernels
-        files += sorted((pathlib.Path(__file__).resolve().parents[1] / "edgemix" / "dsp")
-                        .glob("*.py"))
-    for f in files:
-        h.update(f.read_bytes())
+        h.update(label_key().encode())
     return pathlib.Path(cache_dir) / f"dataset-{h.hexdigest()[:16]}.npz"
 
 
 def dataset_cached(n_sessions: int, seed: int, cache_dir, log=print):
-    """:func:`build_dataset`, kept in ``cache_dir`` (None: not kept) so a rebuild after a
-    change elsewhere does not re-render every session through the teacher."""
-    from export.dataset import Dataset
+    """:func:`build_dataset`, kept in ``cache_dir`` (None: not kept).  The teacher's labels
+    are cached per session under ``cache_dir/teacher-<key>/`` (``python -m export.dataset``
+    fills it ahead; sessions missing there are taught now, one process)."""
+    from export.dataset import Dataset, label_dir_for, teacher_available
     path = dataset_cache_path(n_sessions, seed, cache_dir) if cache_dir else None
     if path is not None and path.is_file():
         with np.load(path, allow_pickle=False) as z:
             log(f"data: cached {path}")
             return Dataset(z["features"], z["mask"], z["targets01"], z["roles"],
                            str(z["source"]), int(z["examples_per_session"]))
-    data = build_dataset(n_sessions, seed)
+    label_dir = label_dir_for(cache_dir) if cache_dir and teacher_available() else None
+    data = build_dataset(n_sessions, seed, label_dir=label_dir)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, features=data.features, mask=data.mask, targets01=data.targets01,
@@ -120,8 +119,18 @@ def dataset_cached(n_sessions: int, seed: int, cache_dir, log=print):
     return data
 
 
-def build(out_dir, seed: int = 0, n_train: int = 110, n_heldout: int = 14,
-          epochs: int = 150, qat_epochs: int = 30, log=print, cache_dir=None,
+#: Defaults of the shipped model: sessions (the teacher's labels for all of them are one
+#: ``python -m export.dataset --sessions 400`` away, about 45 min in one process) and epochs
+#: (about 5 min of training in one thread at 20 examples per session).
+N_TRAIN_SESSIONS = 376
+N_HELDOUT_SESSIONS = 24
+EPOCHS = 100
+QAT_EPOCHS = 25
+
+
+def build(out_dir, seed: int = 0, n_train: int = N_TRAIN_SESSIONS,
+          n_heldout: int = N_HELDOUT_SESSIONS, epochs: int = EPOCHS,
+          qat_epochs: int = QAT_EPOCHS, log=print, cache_dir=None,
           onnx_int8: bool = False) -> dict:
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -165,16 +174,25 @@ def build(out_dir, seed: int = 0, n_train: int = 110, n_heldout: int = 14,
               for name in ("student_int8.tflite", "student_int8.onnx")
               if (out / name).is_file()}
     golden_report = V.verify(out)
+    t_eval = time.perf_counter()
     teacher = None
     if data.source == "teacher":
         seeds = session_seeds(n_train + n_heldout, seed)[n_train:]
-        rows, summary = V.teacher_quality(out / "student.npz", seeds)
+        from export.dataset import label_dir_for
+        rows, summary = V.teacher_quality(out / "student.npz", seeds,
+                                          label_dir_for(cache_dir) if cache_dir else None,
+                                          {"student_int8": out / "student_int8.tflite"})
         teacher = {"sessions": rows, "summary": summary}
-        log(f"teacher comparison on {len(rows)} held-out sessions: {summary}")
+        log(f"teacher comparison on {len(rows)} held-out sessions "
+            f"({time.perf_counter() - t_eval:.0f} s): {summary}")
     # no timings in the files: a rebuild from the same seed is byte-identical
     metrics = {"seed": seed, "data_source": data.source, "n_train_sessions": n_train,
                "n_train_examples": len(train_set), "epochs": epochs, "qat_epochs": qat_epochs,
                "final_train_loss": res.losses[-1], "parameters": n_parameters(w),
+               "fitted_constants": int(sum(np.size(w[k]) for k in FITTED_NAMES)),
+               "role_weight": cfg.role_weight,
+               "examples_per_session": data.examples_per_session,
+               "snapshot_s": list(D.SNAPSHOT_S), "session_s": D.SESSION_SECONDS,
                "onnx_opset": OPSET, "quality_heldout": quality,
                "int8_parity_heldout": parity, "golden_parity": golden_report,
                "teacher_quality": teacher}
@@ -200,23 +218,27 @@ def refresh_card(out) -> dict:
     metrics["golden_parity"] = V.verify(out)
     for name, r in metrics["int8_parity_heldout"].items():
         r["ok"] = all(r["max_err_units"][k] <= V.INT8_TOL_UNITS[k] for k in V.INT8_TOL_UNITS)
+        r["meets_target"] = r["ok"] and all(r["max_err_units"][k] <= V.INT8_TARGET_UNITS[k]
+                                            for k in V.INT8_TARGET_UNITS)
     write_card(out, metrics)
     return metrics
 
 
 def model_card(m: dict) -> str:
     """The model card, written from the measured metrics (nothing typed in by hand)."""
+    from edgemix.automix.rules import TRIM_TARGET_LUFS
     from edgemix.features import FEATURE_NAMES
     q = m["quality_heldout"]
     rows = "\n".join(
         f"| `{k}` | {v['unit']} | {v['mae']:.3g} | {v['p90']:.3g} |"
         for k, v in q["per_param"].items())
     par_names = list(m["int8_parity_heldout"])
-    par = [f"| `{k}` | {V.INT8_TOL_UNITS[k]:.3g} | " + " | ".join(
+    par = [f"| `{k}` | {V.INT8_TARGET_UNITS[k]:.3g} | {V.INT8_TOL_UNITS[k]:.3g} | " + " | ".join(
         f"{m['int8_parity_heldout'][n]['p99_err_units'][k]:.3g} / "
         f"{m['int8_parity_heldout'][n]['max_err_units'][k]:.3g}" for n in par_names) + " |"
         for k in V.INT8_TOL_UNITS]
-    par.append("| role agreement | " + f"{V.INT8_MIN_ROLE_AGREEMENT:g} | " + " | ".join(
+    par.append("| role agreement | " + f"{V.INT8_MIN_ROLE_AGREEMENT:g} | "
+               f"{V.INT8_MIN_ROLE_AGREEMENT:g} | " + " | ".join(
         f"{m['int8_parity_heldout'][n]['role_agreement']:.4f}" for n in par_names) + " |")
     gold = "\n".join(f"| `{k}` | {v['max_err_01']:.2e} | {v['max_err_logit']:.2e} | "
                      f"{v['role_agreement']:.4f} | {'yes' if v['ok'] else '**no**'} |"
@@ -231,7 +253,8 @@ def model_card(m: dict) -> str:
     tq = m.get("teacher_quality")
     if tq:
         t = tq["summary"]
-        ways = ("student", "equal_loudness", "equal_loudness_oracle", "unprocessed")
+        ways = ("student", "student_int8", "equal_loudness", "equal_loudness_oracle",
+                "unprocessed")
         tq_rows = "\n".join(
             f"| {label} | " + " | ".join(f"{t[f'{key}_{w}']:.2f}" for w in ways) + " |"
             for key, label in (("loudness_lu", "loudness balance error (LU RMS)"),
@@ -241,21 +264,26 @@ def model_card(m: dict) -> str:
         teacher_section = f"""
 ## Against the teacher ({t['sessions']} held-out synthesised sessions, rendered)
 
-Each held-out session is rendered by the engine with the teacher's settings, the student's
-(its outputs over the teacher's switches), two equal-loudness baselines (every channel
-trimmed to the same loudness, all else neutral: from the snapshot's active loudness, which
-is what the student sees, and from the teacher's whole-session trims, an oracle) and the
-unprocessed sum (all neutral).
+Each held-out session is rendered by the engine with the teacher's settings, the
+student's (float32 and int8 TFLite; its outputs over the teacher's switches), two
+equal-loudness baselines (every channel trimmed to the same loudness, all else neutral:
+from the snapshot's active loudness, which is what the student sees, and from the
+teacher's whole-session trims, an oracle) and the unprocessed sum (all neutral).
 Balances are relative (each channel's solo loudness, or each band of the mix, minus the
 mean), compared with the teacher's; see `export/verify.py:session_quality`.
 
-| measure | student | equal loudness (snapshot) | equal loudness (oracle) | unprocessed |
-|---|---|---|---|---|
+| measure | student | student, int8 TFLite | equal loudness (snapshot) | equal loudness (oracle) | unprocessed |
+|---|---|---|---|---|---|
 {tq_rows}
 
-Role accuracy on these sessions: {t['role_accuracy']:.3f}.  Gap to the teacher closed
-(1 - student error / unprocessed error): loudness balance {100 * t['loudness_lu_gap_closed']:.0f} %,
-spectral balance {100 * t['spectral_db_gap_closed']:.0f} %.
+Role accuracy on these sessions: {t['role_accuracy']:.3f}.
+
+- Gap to the teacher closed (1 - student error / unprocessed error), loudness balance:
+  {100 * t['loudness_lu_gap_closed']:.0f} % (int8: {100 * t['loudness_lu_gap_closed_int8']:.0f} %; target: at least 80 %).
+- Spectral balance: {100 * t['spectral_db_gap_closed']:.0f} % (int8: {100 * t['spectral_db_gap_closed_int8']:.0f} %).
+- Loudness balance against the equal-loudness baseline from the same snapshot:
+  {t['loudness_lu_student']:.2f} vs {t['loudness_lu_equal_loudness']:.2f} LU RMS
+  ({'beaten' if t['loudness_lu_student'] < t['loudness_lu_equal_loudness'] else '**not beaten**'}).
 """
     else:
         teacher_section = "\n(No teacher comparison: trained on the interim generator.)\n"
@@ -265,8 +293,12 @@ Generated by `python -m export.build_models --seed {m['seed']}` (do not edit by 
 
 A mix-aware per-channel network: a shared per-channel MLP, a masked mean/max pool over
 channels (DeepSets / PointNet) feeding a mix context back to every channel, a parameter
-head (sigmoid, 0..1) and a role head.  {m['parameters']} trained parameters.  The network
-is written out in `edgemix/infer/weights.py`.
+head and a role head.  The parameter head is residual: a fixed skip from the input carries
+the gain-staging answer (trim = {TRIM_TARGET_LUFS:g} LUFS - `loudness_active_lufs`) and each
+output's linear head spans only the range the teacher's labels use around it (fitted on the
+training labels), clamped to 0..1.  {m['parameters']} trained parameters (plus
+{m.get('fitted_constants', 0)} fitted constants: standardisation, skip, spans).  The
+network is written out in `edgemix/infer/weights.py`.
 
 ## Files
 
@@ -275,7 +307,7 @@ is written out in `edgemix/infer/weights.py`.
 | `student.npz` | float32 weights (the source of every other file) | Numba-native, numpy reference |
 | `student.onnx` | float32, opset {m['onnx_opset']} | ONNX Runtime |
 | `student_float32.tflite` | float32, builtin ops only | LiteRT (`ai_edge_litert`) |
-| `student_int8.tflite` | int8 weights (per-channel, symmetric) and activations (per-tensor); float32 I/O: standardisation and mask weights in float32, then QUANTIZE, DEQUANTIZE at the outputs | LiteRT |
+| `student_int8.tflite` | int8 weights (per-channel, symmetric) and activations (per-tensor) for every layer; float32 I/O: standardisation and mask weights in float32, then QUANTIZE; DEQUANTIZE after the parameter head, then the float32 tail (skip, span, clamp) | LiteRT |
 | `golden.npz` | {N_GOLDEN} sessions: inputs and the PyTorch outputs | tests |
 | `metrics.json` | everything measured below | |
 
@@ -306,7 +338,11 @@ Rows of absent channels are unspecified.
 then {m['qat_epochs']} quantisation-aware epochs (int8 fake quantisation of weights and
 activations, straight-through gradients; the float files carry the same weights),
 seed {m['seed']}, one CPU thread, final training loss
-{m['final_train_loss']:.5f} (MSE on normalised parameters + 0.05 x role cross-entropy).
+{m['final_train_loss']:.5f} (Huber loss of each parameter's error in loss units: 1 dB,
+1/3 octave, 0.1 pan; plus {m.get('role_weight', 1.0):g} x role cross-entropy; see
+`export/train.py`).  Examples: {m.get('examples_per_session', '?')} per session (preamp-gain
+variants x feature snapshots at {m.get('snapshot_s', '?')} s of a
+{m.get('session_s', '?')} s session).
 
 ## Held-out labels ({q['sessions']} examples, {q['channels']} channels)
 
@@ -328,11 +364,15 @@ normalised units, {V.FLOAT_TOL_LOGIT:g} on role logits.
 {gold}
 
 int8 against float32 over all held-out sessions: 99th percentile / worst case per
-parameter (units as above); the tolerance column is what `export/verify.py` asserts on the
-golden sessions:
+parameter (units as above).  **Target** is the issue's example tolerance; the full-integer
+int8 file does **not** meet it on trim, send, fader, two EQ gains and the threshold (the
+mix-context and output layers each cost about 0.4-0.6 dB of trim in per-tensor int8).
+**Guard** is what `export/verify.py` asserts on the golden sessions until it does, so that
+no rebuild makes int8 worse (see `INT8_TOL_UNITS` there).  The int8 file's mix quality is
+the float model's (table above).
 
-| parameter | tolerance | {' | '.join(f'`{n}`' for n in par_names)} |
-|---|---|{'---|' * len(par_names)}
+| parameter | target | guard | {' | '.join(f'`{n}`' for n in par_names)} |
+|---|---|---|{'---|' * len(par_names)}
 {chr(10).join(par)}
 """
 
@@ -341,13 +381,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m export.build_models", description=__doc__)
     ap.add_argument("--out", default=str(pathlib.Path(__file__).resolve().parents[1] / "models"))
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--train-sessions", type=int, default=110,
+    ap.add_argument("--train-sessions", type=int, default=N_TRAIN_SESSIONS,
                     help="synthesised sessions for training (each gives several examples)")
-    ap.add_argument("--heldout-sessions", type=int, default=14)
-    ap.add_argument("--epochs", type=int, default=150)
+    ap.add_argument("--heldout-sessions", type=int, default=N_HELDOUT_SESSIONS)
+    ap.add_argument("--epochs", type=int, default=EPOCHS)
     ap.add_argument("--cache", default=str(pathlib.Path(__file__).resolve().parents[1] / "build"),
                     help="folder for the generated training data ('' for none)")
-    ap.add_argument("--qat-epochs", type=int, default=30,
+    ap.add_argument("--qat-epochs", type=int, default=QAT_EPOCHS,
                     help="quantisation-aware fine-tuning epochs after the float ones")
     ap.add_argument("--onnx-int8", action="store_true",
                     help="also write student_int8.onnx (onnxruntime.quantization, QDQ)")

@@ -62,10 +62,10 @@ def teacher_available() -> bool:
 
 
 def build_dataset(n_sessions: int, seed: int, prefer_teacher: bool = True,
-                  workers: int = 2) -> Dataset:
+                  label_dir=None) -> Dataset:
     """Synthesiser + teacher when available, else the interim generator."""
     if prefer_teacher and teacher_available():
-        return teacher_dataset(n_sessions, seed, workers)
+        return teacher_dataset(n_sessions, seed, label_dir)
     return interim_dataset(n_sessions, seed)
 
 
@@ -76,7 +76,7 @@ SESSION_SECONDS = 6.0
 SAMPLE_RATE_HZ = 32000
 #: Times (s) at which a feature snapshot is taken: each is one training example with the
 #: session's teacher labels (the model sees a running snapshot, the teacher the session).
-SNAPSHOT_S = (4.0, 5.0, 6.0)
+SNAPSHOT_S = (4.0, 4.5, 5.0, 5.5, 6.0)
 #: Extra preamp gain variants per session (the first is the session as recorded).  The
 #: teacher's trims undo raw level (step 1 of export/teacher.py: trim = target - loudness)
 #: and every later step works on the trimmed signal, so a channel recorded g dB hotter has
@@ -112,21 +112,101 @@ def _snapshots(stems: np.ndarray, sr: int) -> np.ndarray:
     return out
 
 
-def teacher_session(seed: int):
+# ---- the teacher's labels, cached per session ------------------------------------------
+#: Modules whose source decides the teacher's labels (the engine it renders with is
+#: fingerprinted by behaviour instead, :func:`engine_fingerprint`: a refactor of the
+#: console that leaves its output alone must not throw away hours of teacher renders).
+LABEL_MODULES = ("export.synth", "export.teacher", "edgemix.automix.rules",
+                 "edgemix.automix.policy", "edgemix.params", "edgemix.roles",
+                 "edgemix.features")
+#: Decimals (dB) of the engine measurements hashed by :func:`engine_fingerprint`: a
+#: label moves by far less than 0.01 dB when the engine's output moves by less than that.
+FINGERPRINT_DECIMALS = 2
+
+
+def engine_fingerprint() -> str:
+    """A hash of what the engine does, not of how it is written: one second of seeded
+    noise bursts through two channels with HPF, EQ, compression, pan, fader, reverb send
+    and the master limiter in circuit, measured as the teacher measures (band levels of
+    the mix and each channel's solo playing level), rounded to ``FINGERPRINT_DECIMALS``."""
+    import hashlib
+    from edgemix import params as P
+    from export.synth import source_level_lufs
+    from export.teacher import _solo, band_levels, render
+    sr = SAMPLE_RATE_HZ
+    rng = np.random.default_rng(20261124)
+    env = np.repeat(rng.uniform(0.05, 1.0, (10, 2)), sr // 10, axis=0)
+    x = (rng.standard_normal((sr, 2)) * env * [0.3, 0.05]).astype(np.float32)
+    p = P.channel_defaults(2)
+    for c, sign in enumerate((1.0, -1.0)):
+        for name, v in (("trim_db", 6.0 * sign), ("hpf_hz", 120.0), ("eq1_gain_db", 4.0 * sign),
+                        ("eq2_gain_db", -5.0), ("eq3_gain_db", 3.0), ("eq4_gain_db", -2.0 * sign),
+                        ("comp_threshold_db", -30.0), ("comp_ratio", 4.0),
+                        ("comp_makeup_db", 2.0), ("fader_db", -3.0), ("pan", 0.5 * sign),
+                        ("aux1_send_db", -10.0)):
+            p[c, getattr(P.CH, name)] = v
+    m = P.master_defaults()
+    levels = [band_levels(render(x, sr, p, m), sr)]
+    levels += [[source_level_lufs(_solo(x, sr, p, c), sr) for c in range(2)]]
+    v = np.round(np.concatenate([np.ravel(a) for a in levels]), FINGERPRINT_DECIMALS) + 0.0
+    return hashlib.sha256(v.astype(np.float64).tobytes()).hexdigest()[:16]
+
+
+def label_key() -> str:
+    """Key of the teacher labels: the label sources, the session constants, the engine."""
+    import hashlib
+    import importlib
+    import inspect
+    import pathlib
+    h = hashlib.sha256(f"{SESSION_SECONDS}:{SAMPLE_RATE_HZ}".encode())
+    h.update(inspect.getsource(session_roles).encode())
+    for name in LABEL_MODULES:
+        h.update(pathlib.Path(importlib.import_module(name).__file__).read_bytes())
+    h.update(engine_fingerprint().encode())
+    return h.hexdigest()[:16]
+
+
+def synth_for(seed: int):
+    """The synthesised session of a dataset seed (its line-up drawn from the seed)."""
+    from export.synth import synth_session
+    rng = np.random.default_rng([seed, 1])
+    roles = session_roles(rng)
+    session = synth_session(seed, roles=roles, seconds=SESSION_SECONDS,
+                            sample_rate_hz=SAMPLE_RATE_HZ, keep_clean=False)
+    return session, rng
+
+
+def teacher_labels(seed: int, label_dir=None, session=None):
+    """The teacher's ``(channel_params, master_params)`` in units for a dataset seed,
+    read from ``label_dir/<seed>.npz`` when there, else taught (and kept there)."""
+    import pathlib
+    path = pathlib.Path(label_dir) / f"{seed}.npz" if label_dir else None
+    if path is not None and path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            return z["channel_params"], z["master_params"]
+    from export.teacher import teach
+    if session is None:
+        session, _ = synth_for(seed)
+    t = teach(session)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, channel_params=t.channel_params, master_params=t.master_params)
+        tmp.replace(path)  # atomic: a killed run never leaves half a file
+    return t.channel_params, t.master_params
+
+
+def teacher_session(seed: int, label_dir=None):
     """One synthesised session and its teacher labels, augmented.
 
     Returns ``(features (V*S, n, F) float32, targets (V*S, n, P) in units, roles (n,))``
     for ``V = GAIN_VARIANTS`` preamp-gain variants times ``S = len(SNAPSHOT_S)`` snapshots.
     """
     from edgemix.automix.rules import TRIM_TARGET_LUFS
-    from export.synth import synth_session
-    from export.teacher import teach
 
-    rng = np.random.default_rng([seed, 1])
-    roles = session_roles(rng)
-    session = synth_session(seed, roles=roles, seconds=SESSION_SECONDS,
-                            sample_rate_hz=SAMPLE_RATE_HZ, keep_clean=False)
-    y = teach(session).model_outputs
+    session, rng = synth_for(seed)
+    y = teacher_labels(seed, label_dir, session)[0][:, P.MODEL_OUTPUT_COLUMNS]
+    roles = session.roles
     n = len(roles)
     trim = MODEL_OUTPUTS.index("trim_db")
     trim_spec = P.CHANNEL_SPECS["trim_db"]
@@ -156,16 +236,12 @@ def session_seeds(n: int, seed: int) -> list[int]:
     return [int(c.generate_state(1)[0]) for c in ss.spawn(n)]
 
 
-def teacher_dataset(n_sessions: int, seed: int, workers: int = 2) -> Dataset:
+def teacher_dataset(n_sessions: int, seed: int, label_dir=None) -> Dataset:
     """``n_sessions`` synthesised sessions labelled by the teacher, each augmented to
-    ``GAIN_VARIANTS * len(SNAPSHOT_S)`` examples (consecutive rows: split on multiples)."""
-    seeds = session_seeds(n_sessions, seed)
-    if workers > 1:
-        import multiprocessing as mp
-        with mp.get_context("spawn").Pool(workers) as pool:
-            parts = pool.map(teacher_session, seeds, chunksize=1)
-    else:
-        parts = [teacher_session(s) for s in seeds]
+    ``GAIN_VARIANTS * len(SNAPSHOT_S)`` examples (consecutive rows: split on multiples).
+    One process: the teacher's labels are a separate, cached step (``python -m
+    export.dataset``) so this costs only the synthesis and feature extraction."""
+    parts = [teacher_session(s, label_dir) for s in session_seeds(n_sessions, seed)]
     per = GAIN_VARIANTS * len(SNAPSHOT_S)
     total = per * n_sessions
     xs = np.zeros((total, MAX_CHANNELS, feat.N_FEATURES), np.float32)
@@ -289,3 +365,39 @@ def interim_dataset(n_sessions: int, seed: int) -> Dataset:
         ms[i, :n_ch] = 1.0
         rs[i] = r
     return Dataset(xs, ms, ys, rs, "interim")
+
+
+# ---- the separate, cached labelling step ----------------------------------------------
+def label_dir_for(cache_dir) -> "pathlib.Path":
+    """Where the teacher labels of the current sources and engine are kept."""
+    import pathlib
+    return pathlib.Path(cache_dir) / f"teacher-{label_key()}"
+
+
+def main(argv=None) -> int:
+    """``python -m export.dataset --sessions N``: teach the first N sessions of a seed into
+    the label cache (one process; resumable: sessions already there are skipped)."""
+    import argparse
+    import pathlib
+    import sys
+    import time
+    ap = argparse.ArgumentParser(prog="python -m export.dataset", description=main.__doc__)
+    ap.add_argument("--sessions", type=int, required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache", default=str(pathlib.Path(__file__).resolve().parents[1] / "build"))
+    a = ap.parse_args(argv)
+    if a.sessions < 1:
+        ap.error(f"--sessions {a.sessions}: use 1 or more")
+    d = label_dir_for(a.cache)
+    t0 = time.perf_counter()
+    for i, s in enumerate(session_seeds(a.sessions, a.seed)):
+        if not (d / f"{s}.npz").is_file():
+            teacher_labels(s, d)
+        if (i + 1) % 10 == 0 or i + 1 == a.sessions:
+            print(f"{i + 1}/{a.sessions} sessions in {d} ({time.perf_counter() - t0:.0f} s)",
+                  file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

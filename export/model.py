@@ -4,7 +4,7 @@ The architecture is the one written out in :mod:`edgemix.infer.weights` (the run
 numpy reference): a per-channel MLP shared by all channels, a masked mean/max pool over
 channels (DeepSets, Zaheer et al. 2017; PointNet, Qi et al. 2017) that forms a mix
 context, added back to every channel before the parameter and role heads.  Every op maps
-to a TFLite builtin (FullyConnected, Mul, Add, Sum, ReduceMax, Concatenation, Logistic),
+to a TFLite builtin (FullyConnected, Mul, Add, Sum, ReduceMax, Concatenation, Maximum, Minimum),
 so :mod:`export.tflite_export` can write it by hand.
 
 Sizes default to 48 units per layer: about 15k parameters, well under the 50k budget
@@ -21,6 +21,11 @@ from edgemix.infer.weights import WEIGHT_NAMES, n_parameters
 
 #: Default layer sizes (see the layout in edgemix.infer.weights).
 DEFAULT_SIZES = {"H1": 48, "H2": 48, "K": 48, "D": 48}
+#: Quantiles of the training labels (minus the skip) each output's span covers, the margin
+#: added on each side (a share of that range) and the narrowest span allowed (0..1 units).
+OUTPUT_QUANTILES = (0.01, 0.995)
+OUTPUT_MARGIN = 0.1
+MIN_SPAN_01 = 0.02
 
 
 class Student(nn.Module):
@@ -40,6 +45,10 @@ class Student(nn.Module):
         self.mix_ctx = nn.Linear(k, d, bias=False)  # the mix bias lives in self.mix
         self.param_head = nn.Linear(d, n_outputs)
         self.role_head = nn.Linear(d, n_roles)
+        # output skip and span (fitted, not trained; see fit_outputs)
+        self.register_buffer("skip_w", torch.zeros(n_features, n_outputs))
+        self.register_buffer("skip_b", torch.zeros(n_outputs))
+        self.register_buffer("out_span", torch.ones(n_outputs))
 
     def fit_standardisation(self, features: np.ndarray, mask: np.ndarray) -> None:
         """Map the central 99 % of each feature (present channels) onto -1..1.
@@ -55,6 +64,52 @@ class Student(nn.Module):
         half = np.where(half > 1e-6, half, 1.0)  # a constant feature passes through centred
         self.in_scale.copy_(torch.from_numpy(1.0 / half).float())
         self.in_shift.copy_(torch.from_numpy(-0.5 * (hi + lo) / half).float())
+
+    def fit_outputs(self, features: np.ndarray, mask: np.ndarray,
+                    targets01: np.ndarray) -> None:
+        """The skip and each output's span, from the training labels.
+
+        Skip (a residual, He et al. 2016): the trim column gets the gain-staging answer
+        ``TRIM_TARGET_LUFS - loudness_active_lufs`` (the rule policy's, from the feature the
+        network sees), so the network learns only the correction (how the teacher's playing
+        level differs from the snapshot's gated loudness, by role and activity).
+        Span: the head's output ``u`` = 0..1 covers the central ``OUTPUT_QUANTILES`` of
+        what is left for it to predict (label minus skip), widened by ``OUTPUT_MARGIN`` of
+        that range on each side, within 0..1.  A narrower span is a finer int8 step (256
+        steps over the span instead of the whole schema range) and puts every output on
+        the same footing for training; the head's bias starts at the span's middle.
+        """
+        from edgemix.automix.rules import TRIM_TARGET_LUFS
+        from edgemix.features import FEATURE_INDEX, FLOOR_DB
+        from edgemix.params import CHANNEL_SPECS, MODEL_OUTPUTS
+        trim = MODEL_OUTPUTS.index("trim_db")
+        spec = CHANNEL_SPECS["trim_db"]
+        span_db = spec.max - spec.min
+        skip_w = np.zeros(tuple(self.skip_w.shape))
+        skip_b = np.zeros(skip_w.shape[1])
+        # trim01 = (TRIM_TARGET_LUFS - lact - min) / span: linear in the feature
+        skip_w[FEATURE_INDEX["loudness_active_lufs"], trim] = -1.0 / span_db
+        skip_b[trim] = (TRIM_TARGET_LUFS - spec.min) / span_db
+        # channels that have played in the snapshot: for one that has not, the skip has
+        # nothing to say, and its labels must not stretch every span
+        lact = features[..., FEATURE_INDEX["loudness_active_lufs"]]
+        present = (mask > 0) & (lact > FLOOR_DB)
+        x = features[present].astype(np.float64)
+        rest = targets01[present].astype(np.float64) - (x @ skip_w + skip_b)
+        lo, hi = np.quantile(rest, OUTPUT_QUANTILES, axis=0)
+        margin = OUTPUT_MARGIN * (hi - lo)
+        lo = np.maximum(lo - margin, np.where(skip_w.any(axis=0), -1.0, 0.0))
+        hi = np.minimum(hi + margin, 1.0)
+        span = np.maximum(hi - lo, MIN_SPAN_01)
+        self.skip_w.copy_(torch.from_numpy(skip_w).float())
+        self.skip_b.copy_(torch.from_numpy(skip_b + lo).float())
+        self.out_span.copy_(torch.from_numpy(span).float())
+        with torch.no_grad():
+            self.param_head.bias.fill_(0.5)
+
+    def head(self, u: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """params01 from the head's linear output ``u``: skip + span * u, clamped to 0..1."""
+        return torch.clamp(features @ self.skip_w + self.skip_b + self.out_span * u, 0.0, 1.0)
 
     # ---- quantisation-aware training ----------------------------------------------------
     def set_fake_quant(self, ranges: dict | None) -> None:
@@ -95,12 +150,19 @@ class Student(nn.Module):
         pooled_mean = fq("pool_mean", fq("h2_weighted", h2 * mean_w).sum(dim=1))  # (B, H2)
         pooled_max = (h2 * m).amax(dim=1)                              # h2 >= 0: masked max
         ctx = fq("ctx", torch.relu(lin(torch.cat([pooled_mean, pooled_max], dim=-1), self.ctx)))
-        ctx_row = fq("ctx_row", lin(ctx, self.mix_ctx) + self.mix.bias)
-        g = fq("g", torch.relu(fq("g_ch", lin(h2, self.mix, bias=False))
-                               + ctx_row.unsqueeze(1)))                # (B, C, D)
-        params = torch.sigmoid(fq("param_logits", lin(g, self.param_head)))
-        return fq("params", params, fixed=(1.0 / 256.0, -128)), \
-            fq("role_logits", lin(g, self.role_head))
+        if getattr(self, "_qparams", None) is None:
+            ctx_row = lin(ctx, self.mix_ctx) + self.mix.bias
+            g = torch.relu(lin(h2, self.mix, bias=False) + ctx_row.unsqueeze(1))  # (B, C, D)
+        else:
+            # the int8 graph's fused layer: [h2, ctx] @ [mix_w; mix_ctx_w] + mix_b, one
+            # weight scale per output unit over both blocks (export/tflite_export.py)
+            w = torch.cat([self.mix.weight, self.mix_ctx.weight], dim=1)
+            s = torch.clamp(w.detach().abs().amax(dim=1, keepdim=True) / 127.0, min=1e-30)
+            w = w + (torch.clamp(torch.round(w / s), -127.0, 127.0) * s - w).detach()
+            hc = torch.cat([h2, ctx.unsqueeze(1).expand(-1, h2.shape[1], -1)], dim=-1)
+            g = fq("g", torch.relu(nn.functional.linear(hc, w, self.mix.bias)))
+        params = self.head(fq("param_logits", lin(g, self.param_head)), features)
+        return params, fq("role_logits", lin(g, self.role_head))
 
     def export_weights(self, feature_names, output_names, role_names) -> dict:
         """The runtime weight dict (matrices ``(in, out)``) plus the I/O names."""
@@ -114,6 +176,7 @@ class Student(nn.Module):
             "mix_b": t(self.mix.bias),
             "param_w": t(self.param_head.weight).T, "param_b": t(self.param_head.bias),
             "role_w": t(self.role_head.weight).T, "role_b": t(self.role_head.bias),
+            "skip_w": t(self.skip_w), "skip_b": t(self.skip_b), "out_span": t(self.out_span),
         }
         w = {k: np.ascontiguousarray(w[k]) for k in WEIGHT_NAMES}
         w["feature_names"] = list(feature_names)

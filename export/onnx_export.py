@@ -19,7 +19,7 @@ OPSET = 17
 #: Nodes that stay float32 in the int8 model: the input standardisation (features of
 #: different units cannot share one int8 scale before it) and the mask arithmetic.
 FLOAT_FRONT_NODES = ("z_scaled", "z", "mask_sum", "mask_den", "mean_w", "mean_w_row",
-                     "mask_col")
+                     "mask_col", "skip", "params_spanned", "params_sum", "params")
 #: IR version pinned so older ONNX Runtime builds on boards accept the file.
 IR_VERSION = 8
 
@@ -36,8 +36,11 @@ def build_onnx(weights: dict, doc: str = "edgemix student") -> onnx.ModelProto:
         return name
 
     for k in ("in_scale", "in_shift", "enc1_w", "enc1_b", "enc2_w", "enc2_b", "ctx_w",
-              "ctx_b", "mix_w", "mix_ctx_w", "mix_b", "param_w", "param_b", "role_w", "role_b"):
+              "ctx_b", "mix_w", "mix_ctx_w", "mix_b", "param_w", "param_b", "role_w", "role_b",
+              "skip_w", "skip_b", "out_span"):
         const(k, weights[k])
+    const("zero_s", 0.0)
+    const("one_s", 1.0)
     const("one", [1.0])
     const("axis0", [0], np.int64)
     const("shape_row", [1, c], np.int64)
@@ -72,7 +75,11 @@ def build_onnx(weights: dict, doc: str = "edgemix student") -> onnx.ModelProto:
         n("Add", ["g_ch", "ctx_row"], ["g_lin"]),
         n("Relu", ["g_lin"], ["g"]),
         n("Gemm", ["g", "param_w", "param_b"], ["param_logits"]),
-        n("Sigmoid", ["param_logits"], ["params"]),
+        # the skip from the raw features (see edgemix/infer/weights.py), then 0..1
+        n("Gemm", ["features", "skip_w", "skip_b"], ["skip"]),
+        n("Mul", ["param_logits", "out_span"], ["params_spanned"]),
+        n("Add", ["params_spanned", "skip"], ["params_sum"]),
+        n("Clip", ["params_sum", "zero_s", "one_s"], ["params"]),
         n("Gemm", ["g", "role_w", "role_b"], ["role_logits"]),
     ]
     f32 = TensorProto.FLOAT

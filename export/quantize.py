@@ -6,7 +6,6 @@ The TFLite int8 scheme (the TFLite 8-bit quantisation specification):
   range ``[min(lo, 0), max(hi, 0)]`` measured on representative features (so 0 is exact);
 - weights: int8, per-output-channel, symmetric (zero point 0, ``scale_c = max|W_c| / 127``);
 - biases: int32, zero point 0, ``scale = input_scale * weight_scale_c``;
-- Logistic output: fixed ``scale = 1/256, zero_point = -128`` as the kernel requires.
 
 Ranges are calibrated on the float network's own intermediates (float64 numpy), batched
 over many synthetic sessions; :func:`intermediates` names them as the TFLite graph does.
@@ -38,7 +37,6 @@ def intermediates(weights: dict, features: np.ndarray, mask: np.ndarray) -> dict
     t["g_ch"] = t["h2"] @ w["mix_w"]
     t["g"] = np.maximum(t["g_ch"] + t["ctx_row"][:, None, :], 0)
     t["param_logits"] = t["g"] @ w["param_w"] + w["param_b"]
-    t["params"] = 1.0 / (1.0 + np.exp(-t["param_logits"]))
     t["role_logits"] = t["g"] @ w["role_w"] + w["role_b"]
     return t
 
@@ -50,10 +48,6 @@ CALIBRATION_QUANTILE = 1e-4
 
 #: A weight row whose largest magnitude is below this share of the matrix's is a dead unit.
 DEAD_ROW_RATIO = 1e-6
-#: Range of the parameter logits in the int8 model (sigmoid(6) = 1 - 0.0025).
-PARAM_LOGIT_CLIP = 6.0
-
-
 def calibrate(weights: dict, features: np.ndarray, mask: np.ndarray) -> dict:
     """name -> (lo, hi) over present channels (per-channel tensors) or all sessions."""
     t = intermediates(weights, features, mask)
@@ -66,11 +60,14 @@ def calibrate(weights: dict, features: np.ndarray, mask: np.ndarray) -> dict:
         ranges[name] = (float(min(lo, 0.0)), float(max(hi, 0.0)))
     # the pool concatenates mean and max: one scale for all three (mean <= max, both >= 0)
     # so Concatenation needs no rescaling; h2 * mask has exactly h2's range
+    # ... and the int8 graph concatenates h2 with the tiled context (export/tflite_export.py):
+    # one scale for both as well
+    hi = max(ranges["h2"][1], ranges["ctx"][1])
+    ranges["h2"] = ranges["ctx"] = (0.0, hi)
     ranges["pool_mean"] = ranges["pool_max"] = ranges["pool"] = ranges["h2_masked"] = ranges["h2"]
-    # the sigmoid is flat beyond +-PARAM_LOGIT_CLIP (outputs within 1/256 of 0 or 1, below the
-    # int8 output step): a wider logit range would only coarsen the step near 0.5
-    lo, hi = ranges["param_logits"]
-    ranges["param_logits"] = (max(lo, -PARAM_LOGIT_CLIP), min(hi, PARAM_LOGIT_CLIP))
+    # the parameter head's output u keeps its calibrated range: 0..1 is the fitted span
+    # (export/model.py), but a channel that has not played yet has a skip far from its
+    # label and a u far outside 0..1 to cancel it; clipping u there cost up to 68 dB of trim
     ranges["mask"] = (0.0, 1.0)
     ranges["mean_w"] = (0.0, 1.0)
     return ranges

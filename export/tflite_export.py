@@ -2,16 +2,18 @@
 
 Built with the FlatBuffers builders generated from the official TFLite schema (the
 ``tflite`` package), one subgraph, builtin ops only: FULLY_CONNECTED, ADD, MUL, DIV,
-MAXIMUM, SUM, REDUCE_MAX, CONCATENATION, RESHAPE, LOGISTIC and, in the int8 model,
-QUANTIZE / DEQUANTIZE.  I/O is float32 in both files: ``features (32, F)``, ``mask (32,)``
+MAXIMUM, MINIMUM, SUM, REDUCE_MAX, CONCATENATION, RESHAPE and, in the int8 model,
+TILE, QUANTIZE / DEQUANTIZE.  I/O is float32 in both files: ``features (32, F)``, ``mask (32,)``
 -> ``params (32, P)``, ``role_logits (32, R)``.
 
 The int8 file (see :mod:`export.quantize` for the scheme): the input standardisation
 ``x * in_scale + in_shift`` and the masked-mean weights ``mask / max(sum(mask), 1)`` are
 computed in float32 at the very front (features of different units cannot share one int8
 scale before they are standardised), then QUANTIZE; every FullyConnected, Mul, Sum,
-ReduceMax, Concatenation, Add and Logistic after that runs in int8 with int8 weights
-(per-channel) and int32 biases; DEQUANTIZE hands float32 outputs back.
+ReduceMax, Concatenation and Add after that runs in int8 with int8 weights
+(per-channel) and int32 biases; DEQUANTIZE hands the parameter head's output back in float32 to the tail, which is
+float32 in both files: the skip (one affine map of the input features), the output span
+and the clamp to 0..1.
 """
 from __future__ import annotations
 
@@ -305,24 +307,52 @@ def _build(weights: dict, ranges: dict | None) -> _Graph:
     pool = act("pool", [1, 2 * s["H2"]])
     g.op(OP.CONCATENATION, [pmean, pmax], [pool], *_concat_options(1))
     ctx = dense(pool, "ctx_w", "ctx_b", "ctx", [1, s["K"]], ACT.RELU)
-    ctx_row = dense(ctx, "mix_ctx_w", "mix_b", "ctx_row", [1, s["D"]], ACT.NONE)
-    g_ch = dense(h2, "mix_w", None, "g_ch", [c, s["D"]], ACT.NONE)
-    gg = act("g", [c, s["D"]])
-    g.op(OP.ADD, [g_ch, ctx_row], [gg], *_act_options("add", ACT.RELU))
+    if q8:
+        # g = relu([h2, ctx] @ [mix_w; mix_ctx_w] + mix_b): one FullyConnected on h2 beside
+        # the context tiled to every row, so neither h2 @ mix_w nor the context row is
+        # rounded to int8 on its own before they are added (the two largest int8 error
+        # sources of the unfused graph, measured by quantising one tensor at a time);
+        # h2 and ctx share one scale, so the Concatenation is exact
+        mult = g.tensor("tile_rows", [2], I32, [c, 1])
+        ctx_t = act("ctx_tiled", [c, s["K"]], fixed=g.tensors[ctx]["quant"][:2])
+        g.op(OP.TILE, [ctx, mult], [ctx_t])
+        hc = act("h2_ctx", [c, s["H2"] + s["K"]], fixed=g.tensors[h2]["quant"][:2])
+        g.op(OP.CONCATENATION, [h2, ctx_t], [hc], *_concat_options(1))
+        weights = {**weights, "mix_cat_w": np.concatenate([weights["mix_w"],
+                                                           weights["mix_ctx_w"]], axis=0)}
+        gg = dense(hc, "mix_cat_w", "mix_b", "g", [c, s["D"]], ACT.RELU)
+    else:
+        ctx_row = dense(ctx, "mix_ctx_w", "mix_b", "ctx_row", [1, s["D"]], ACT.NONE)
+        g_ch = dense(h2, "mix_w", None, "g_ch", [c, s["D"]], ACT.NONE)
+        gg = act("g", [c, s["D"]])
+        g.op(OP.ADD, [g_ch, ctx_row], [gg], *_act_options("add", ACT.RELU))
     plog = dense(gg, "param_w", "param_b", "param_logits", [c, s["P"]], ACT.NONE)
     if q8:
-        # the int8 Logistic kernel requires this output quantisation
-        p_q = act("params_q", [c, s["P"]], fixed=(1.0 / 256.0, -128))
-        g.op(OP.LOGISTIC, [plog], [p_q])
-        params = g.tensor("params", [c, s["P"]])
-        g.op(OP.DEQUANTIZE, [p_q], [params])
+        sig = g.tensor("param_u", [c, s["P"]])
+        g.op(OP.DEQUANTIZE, [plog], [sig])
         r_q = dense(gg, "role_w", "role_b", "role_logits_q", [c, s["R"]], ACT.NONE)
         roles = g.tensor("role_logits", [c, s["R"]])
         g.op(OP.DEQUANTIZE, [r_q], [roles])
     else:
-        params = g.tensor("params", [c, s["P"]])
-        g.op(OP.LOGISTIC, [plog], [params])
+        sig = plog
         dense(gg, "role_w", "role_b", "role_logits", [c, s["R"]], ACT.NONE)
+    # float tail in both files: the skip from the raw features (an affine map of the input,
+    # kept float32 like the standardisation so the loudness-matching answer is exact), the
+    # output span, and the clamp to 0..1 (edgemix/infer/weights.py)
+    skw = g.tensor("skip_w", [s["P"], s["F"]], F32, np.asarray(weights["skip_w"]).T)
+    skb = g.tensor("skip_b", [s["P"]], F32, weights["skip_b"])
+    skip = g.tensor("skip", [c, s["P"]])
+    g.op(OP.FULLY_CONNECTED, [feats, skw, skb], [skip], *_fc_options(ACT.NONE))
+    span = g.tensor("out_span", [s["P"]], F32, weights["out_span"])
+    spanned = g.tensor("params_spanned", [c, s["P"]])
+    g.op(OP.MUL, [sig, span], [spanned], *_act_options("mul"))
+    total = g.tensor("params_sum", [c, s["P"]])
+    g.op(OP.ADD, [spanned, skip], [total], *_act_options("add"))
+    zero = g.tensor("zero", [1, 1], F32, [[0.0]])
+    lower = g.tensor("params_lower", [c, s["P"]])
+    g.op(OP.MAXIMUM, [total, zero], [lower], *_maximum_options())
+    params = g.tensor("params", [c, s["P"]])
+    g.op(OP.MINIMUM, [lower, one], [params], *_maximum_options())
     return g
 
 

@@ -1,7 +1,12 @@
 """Distillation training of the student: deterministic from a seed, CPU, one thread.
 
-Loss per present channel: mean squared error on the normalised parameters (0..1, the
-units of the output head) plus ``role_weight`` x cross-entropy on the teacher's roles.
+Loss per present channel: the Huber loss (delta ``HUBER_DELTA``) of each parameter's error
+in *loss units* -- 1 dB for gains and thresholds, 1/3 octave for frequencies, the ratio and
+time constants, 0.1 for pan (:data:`LOSS_UNITS`) -- plus ``role_weight`` x cross-entropy on
+the teacher's roles.  Errors in normalised units would weigh a dB of fader (range 100 dB)
+less than a dB of EQ gain (range 36 dB); in loss units a dB is a dB wherever it is, and the
+Huber loss keeps the few labels no snapshot can predict (a source that has not played yet)
+from dominating the fit.
 Adam with a cosine learning-rate schedule, mini-batches of sessions.  Reproducibility:
 ``torch.manual_seed``, ``torch.use_deterministic_algorithms(True)``, one intra-op thread,
 batches drawn from a numpy Generator seeded from the same seed.
@@ -16,7 +21,7 @@ import numpy as np
 import torch
 
 from edgemix.features import FEATURE_NAMES
-from edgemix.params import MODEL_OUTPUTS
+from edgemix.params import MODEL_OUTPUT_SPECS, MODEL_OUTPUTS
 from edgemix.roles import ROLE_NAMES
 from export.dataset import Dataset
 from export.model import DEFAULT_SIZES, Student
@@ -29,7 +34,7 @@ class TrainConfig:
     batch_sessions: int = 32
     lr: float = 3e-3
     weight_decay: float = 1e-5
-    role_weight: float = 0.05
+    role_weight: float = 1.0
     #: Quantisation-aware fine-tuning after the float epochs (0: none), at qat_lr.
     qat_epochs: int = 0
     qat_lr: float = 3e-4
@@ -52,16 +57,36 @@ def make_deterministic(seed: int) -> None:
     torch.set_num_threads(1)
 
 
-def masked_loss(model: Student, x, m, y, r, role_weight: float):
-    """(total, param MSE, role CE) over present channels."""
+#: Loss unit per kind of parameter (see the module docstring).
+LOSS_UNITS = {"dB": 1.0, "oct": 1.0 / 3.0, "pan": 0.1}
+HUBER_DELTA = 1.0
+
+
+def loss_scales() -> np.ndarray:
+    """Per model output: loss units per normalised unit (its schema range in loss units)."""
+    out = []
+    for spec in MODEL_OUTPUT_SPECS:
+        if spec.scale == "log":
+            out.append(math.log2(spec.max / spec.min) / LOSS_UNITS["oct"])
+        else:
+            out.append((spec.max - spec.min) / LOSS_UNITS["pan" if spec.name == "pan" else "dB"])
+    return np.asarray(out)
+
+
+def masked_loss(model: Student, x, m, y, r, role_weight: float, scales=None):
+    """(total, parameter Huber loss in loss units, role CE) over present channels."""
     p, logits = model(x, m)
+    if scales is None:
+        scales = torch.from_numpy(loss_scales()).float()
     w = m.unsqueeze(-1)
     n = torch.clamp(m.sum(), min=1.0)
-    mse = ((p - y) ** 2 * w).sum() / (n * y.shape[-1])
+    hub = torch.nn.functional.huber_loss(p * scales, y * scales, reduction="none",
+                                         delta=HUBER_DELTA)
+    param_loss = (hub * w).sum() / (n * y.shape[-1])
     present = r >= 0
     ce = torch.nn.functional.cross_entropy(logits[present], r[present]) if present.any() \
         else torch.zeros(())
-    return mse + role_weight * ce, mse, ce
+    return param_loss + role_weight * ce, param_loss, ce
 
 
 def train(data: Dataset, cfg: TrainConfig = TrainConfig(), progress=None) -> TrainResult:
@@ -71,6 +96,7 @@ def train(data: Dataset, cfg: TrainConfig = TrainConfig(), progress=None) -> Tra
     model = Student(len(FEATURE_NAMES), len(MODEL_OUTPUTS), len(ROLE_NAMES),
                     h1=cfg.sizes["H1"], h2=cfg.sizes["H2"], k=cfg.sizes["K"], d=cfg.sizes["D"])
     model.fit_standardisation(data.features, data.mask)
+    model.fit_outputs(data.features, data.mask, data.targets01)
     x_all = torch.from_numpy(np.ascontiguousarray(data.features, np.float32))
     m_all = torch.from_numpy(np.ascontiguousarray(data.mask, np.float32))
     y_all = torch.from_numpy(np.ascontiguousarray(data.targets01, np.float32))
@@ -97,6 +123,7 @@ def _run_epochs(model, tensors, cfg, epochs, lr, rng, losses, progress):
     """Adam with a cosine schedule from ``lr`` to 0 over ``epochs``."""
     x_all, m_all, y_all, r_all = tensors
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+    scales = torch.from_numpy(loss_scales()).float()
     n = x_all.shape[0]
     steps_per_epoch = max(1, math.ceil(n / cfg.batch_sessions))
     total_steps = epochs * steps_per_epoch
@@ -108,7 +135,7 @@ def _run_epochs(model, tensors, cfg, epochs, lr, rng, losses, progress):
         for s in range(steps_per_epoch):
             idx = torch.from_numpy(order[s * cfg.batch_sessions:(s + 1) * cfg.batch_sessions])
             loss, _, _ = masked_loss(model, x_all[idx], m_all[idx], y_all[idx], r_all[idx],
-                                     cfg.role_weight)
+                                     cfg.role_weight, scales)
             opt.zero_grad()
             loss.backward()
             opt.step()

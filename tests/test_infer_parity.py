@@ -44,7 +44,10 @@ def loop_reference(w, features, mask):
     params, logits = {}, {}
     for c in present:
         g = [max(a + b, 0.0) for a, b in zip(dense(h2[c], w["mix_w"], None, False), row)]
-        params[c] = [1.0 / (1.0 + np.exp(-v)) for v in dense(g, w["param_w"], w["param_b"], False)]
+        u = dense(g, w["param_w"], w["param_b"], False)
+        skip = dense(features[c], w["skip_w"], w["skip_b"], False)
+        params[c] = [min(max(k + float(s) * v, 0.0), 1.0)
+                     for k, s, v in zip(skip, w["out_span"], u)]
         logits[c] = dense(g, w["role_w"], w["role_b"], False)
     return params, logits
 
@@ -61,6 +64,13 @@ def tiny_model(tmp_path_factory):
     rng = np.random.default_rng(0)
     net.in_scale.copy_(torch.from_numpy(rng.uniform(0.02, 0.2, N_FEATURES)).float())
     net.in_shift.copy_(torch.from_numpy(rng.normal(0.0, 1.0, N_FEATURES)).float())
+    # a skip from a few features (of both signs) and spans below 1, so the tail is exercised
+    skip_w = np.zeros((N_FEATURES, len(MODEL_OUTPUTS)))
+    picks = rng.choice(skip_w.size, 6, replace=False)
+    skip_w.flat[picks] = rng.choice([-1.0, 1.0], 6) / 80.0
+    net.skip_w.copy_(torch.from_numpy(skip_w).float())
+    net.skip_b.copy_(torch.from_numpy(rng.uniform(0.0, 0.6, len(MODEL_OUTPUTS))).float())
+    net.out_span.copy_(torch.from_numpy(rng.uniform(0.3, 1.0, len(MODEL_OUTPUTS))).float())
     w = net.export_weights(FEATURE_NAMES, MODEL_OUTPUTS, ROLE_NAMES)
     path = tmp_path_factory.mktemp("tiny") / "tiny.npz"
     save_weights(path, w)
@@ -83,12 +93,27 @@ def test_shipped_backends_reproduce_golden(fname, backend):
     rep = V.compare(p, r, golden, int8="int8" in fname)
     present = golden["mask"] > 0
     if "int8" in fname:
-        for name, err in rep["max_err_units"].items():
-            assert err <= V.INT8_TOL_UNITS[name], (fname, name, err)
+        over = {name: round(err, 3) for name, err in rep["max_err_units"].items()
+                if err > V.INT8_TOL_UNITS[name]}
+        assert not over, f"{fname}: int8 error above its guard tolerance (units): {over}"
         assert rep["role_agreement"] >= V.INT8_MIN_ROLE_AGREEMENT
     else:
         assert np.abs(p - golden["params01"])[present].max() <= V.FLOAT_TOL_01
         assert np.abs(r - golden["role_logits"])[present].max() <= V.FLOAT_TOL_LOGIT
+
+
+@pytest.mark.xfail(strict=True, reason="full-integer int8 misses the issue's 0.5 dB example "
+                   "on trim, send and fader (issue 4 stays open; MODEL_CARD.md)")
+def test_int8_meets_the_issues_example_tolerance():
+    """The target, kept visible: this fails today, and an int8 file that meets it turns the
+    strict xfail into an error so the guard tolerances get tightened."""
+    with np.load(MODELS / "golden.npz") as z:
+        golden = {k: z[k] for k in z.files}
+    p, r = V.run_backend(infer.load(MODELS / "student_int8.tflite", "litert"), golden)
+    rep = V.compare(p, r, golden, int8=True)
+    over = {name: round(err, 3) for name, err in rep["max_err_units"].items()
+            if err > V.INT8_TARGET_UNITS[name]}
+    assert not over, f"int8 error above the issue's example tolerance (units): {over}"
 
 
 def test_golden_covers_one_and_all_channels():

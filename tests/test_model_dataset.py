@@ -62,3 +62,32 @@ def test_teacher_session_examples(monkeypatch):
     assert np.all(y[:, :, others] == y[:1, :, others])
     for j, spec in enumerate(P.MODEL_OUTPUT_SPECS):
         assert np.all((y[:, :, j] >= spec.min) & (y[:, :, j] <= spec.max))
+
+
+def test_teacher_labels_are_cached_per_session(monkeypatch, tmp_path):
+    """The expensive step is kept: the second request for a session reads the file the
+    first one wrote (the teacher is not run again) and gives the same labels."""
+    import export.teacher
+    monkeypatch.setattr(D, "SESSION_SECONDS", 2.0)
+    monkeypatch.setattr(D, "session_roles", lambda rng: ("kick", "lead_vocal"))
+    cp, mp = D.teacher_labels(5, tmp_path)
+    assert (tmp_path / "5.npz").is_file() and cp.shape == (2, P.N_CH) and mp.shape == (P.N_MS,)
+
+    def no_teacher(*a, **k):
+        raise AssertionError("the teacher ran although its labels were cached")
+    monkeypatch.setattr(export.teacher, "teach", no_teacher)
+    cp2, mp2 = D.teacher_labels(5, tmp_path)
+    np.testing.assert_array_equal(cp2, cp)
+    np.testing.assert_array_equal(mp2, mp)
+
+
+def test_engine_fingerprint_follows_behaviour_not_source(monkeypatch):
+    """Same engine, same key; an engine that renders differently (here: 1 dB more gain on
+    everything it returns) gives another key, so stale labels are never reused."""
+    import export.teacher
+    a = D.engine_fingerprint()
+    assert D.engine_fingerprint() == a
+    render = export.teacher.render
+    monkeypatch.setattr(export.teacher, "render",
+                        lambda *args, **kw: render(*args, **kw) * np.float32(10 ** (1 / 20)))
+    assert D.engine_fingerprint() != a

@@ -100,3 +100,31 @@ def test_masked_loss_ignores_absent_channels(tiny_data):
     base = [float(v.detach()) for v in masked_loss(net, x, m, y, r, 0.05)]
     y[m == 0] = 1.0  # change only absent targets
     assert [float(v.detach()) for v in masked_loss(net, x, m, y, r, 0.05)] == base
+
+
+def test_trim_skip_moves_one_db_for_one_db_of_input_loudness(tiny_data):
+    """The residual head: with the network's own contribution held fixed, a channel that is
+    1 dB louder at the input gets exactly 1 dB less trim (the gain-staging answer, carried
+    by the skip), and the spans keep every output inside 0..1."""
+    from edgemix.automix.rules import TRIM_TARGET_LUFS
+    from edgemix.features import FEATURE_INDEX
+    from edgemix.params import denormalise_outputs
+    net = Student(N_FEATURES, len(MODEL_OUTPUTS), len(ROLE_NAMES), 8, 8, 8, 8)
+    net.fit_standardisation(tiny_data.features, tiny_data.mask)
+    net.fit_outputs(tiny_data.features, tiny_data.mask, tiny_data.targets01)
+    assert np.all(net.out_span.numpy() > 0) and np.all(net.out_span.numpy() <= 1.0 + 1e-6)
+    x = torch.from_numpy(tiny_data.features[:8].copy())
+    m = torch.from_numpy(tiny_data.mask[:8])
+    u = torch.full((8, x.shape[1], len(MODEL_OUTPUTS)), 0.5)
+    with torch.no_grad():
+        p = net.head(u, x).numpy()
+    lact = x[..., FEATURE_INDEX["loudness_active_lufs"]].numpy()
+    trim = denormalise_outputs(p)[..., MODEL_OUTPUTS.index("trim_db")]
+    inside = (m.numpy() > 0) & (np.abs(TRIM_TARGET_LUFS - lact) < 30.0)
+    offset = trim[inside] - (TRIM_TARGET_LUFS - lact[inside])
+    assert inside.sum() > 20
+    np.testing.assert_allclose(offset, offset[0], atol=1e-3)   # dB for dB, one offset
+    # the other outputs have no skip: they do not move with the input at all
+    others = [j for j in range(len(MODEL_OUTPUTS)) if j != MODEL_OUTPUTS.index("trim_db")]
+    flat = p[m.numpy() > 0][:, others]
+    np.testing.assert_array_equal(flat, np.broadcast_to(flat[:1], flat.shape))

@@ -14,8 +14,6 @@ with the masked pool they cannot influence present channels.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from edgemix.dsp._jit import kernel
@@ -39,9 +37,9 @@ def pack_weights(weights: dict) -> tuple[np.ndarray, np.ndarray]:
 
 def scratch_shape(sizes: np.ndarray, n_channels: int = MAX_CHANNELS) -> tuple[int, int]:
     """Shape of the float32 scratch the kernel needs: a row per channel plus the pool row,
-    columns for z, h1, h2 and g side by side."""
+    columns for z, h1, h2, g and the parameter logits side by side."""
     f, h1, h2, k, d, p, r = (int(v) for v in sizes)
-    return n_channels + 1, max(f + h1 + h2 + d, 2 * h2 + k + d)
+    return n_channels + 1, max(f + h1 + h2 + d + p, 2 * h2 + k + d)
 
 
 @kernel
@@ -96,9 +94,13 @@ def _student_forward(features, mask, flat_weights, sizes, scratch, params01, rol
     o_bp = o_wp + d * p
     o_wr = o_bp + p
     o_br = o_wr + d * r
+    o_skw = o_br + r
+    o_skb = o_skw + f * p
+    o_span = o_skb + p
     # scratch columns: z | h1 | h2 | g per channel row; the pool row (index n_ch) holds
     # pool | ctx | ctx_row
     c_z, c_h1, c_h2, c_g = 0, f, f + h1n, f + h1n + h2n
+    c_pl = c_g + d
     c_pool, c_ctx, c_row = 0, 2 * h2n, 2 * h2n + k
     w = flat_weights
 
@@ -144,18 +146,38 @@ def _student_forward(features, mask, flat_weights, sizes, scratch, params01, rol
     _layer(scratch, c_h2, h2n, w, o_wm, scratch[pr, c_row:c_row + d], d, scratch, c_g, mask,
            True)
 
-    # heads
-    _layer(scratch, c_g, d, w, o_wp, w[o_bp:o_bp + p], p, params01, 0, mask, False)
+    # heads; the skip from the raw features goes straight into params01
+    _layer(scratch, c_g, d, w, o_wp, w[o_bp:o_bp + p], p, scratch, c_pl, mask, False)
     _layer(scratch, c_g, d, w, o_wr, w[o_br:o_br + r], r, role_logits, 0, mask, False)
+    # the skip is sparse (one feature feeds the trim): only its nonzero rows are visited
+    skw = w[o_skw:o_skw + f * p]
+    rows = np.empty(f, np.int64)
+    n_rows = 0
+    for i in range(f):
+        for j in range(p):
+            if skw[i * p + j] != 0.0:
+                rows[n_rows] = i
+                n_rows += 1
+                break
+    skb = w[o_skb:o_skb + p]
+    span = w[o_span:o_span + p]
     for c in range(n_ch):
+        out = params01[c]
         if mask[c] == 0.0:
             for j in range(p):
-                params01[c, j] = 0.0
+                out[j] = 0.0
             for j in range(r):
                 role_logits[c, j] = 0.0
-        else:
+            continue
+        for j in range(p):
+            out[j] = skb[j] + span[j] * scratch[c, c_pl + j]
+        for k in range(n_rows):
+            xi = features[c, rows[k]]
+            wr = skw[rows[k] * p:(rows[k] + 1) * p]
             for j in range(p):
-                params01[c, j] = 1.0 / (1.0 + math.exp(-params01[c, j]))
+                out[j] += xi * wr[j]
+        for j in range(p):
+            out[j] = min(max(out[j], 0.0), 1.0)
 
 
 class NumbaBackend(Backend):

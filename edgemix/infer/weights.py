@@ -11,8 +11,17 @@ every channel before the heads)::
     pool = [w @ h2, max_c(h2 * mask)]                    mix context input      (2*H2,)
     ctx  = relu(pool @ ctx_w + ctx_b)                                            (K,)
     g    = relu(h2 @ mix_w + ctx @ mix_ctx_w + mix_b)    channel-in-the-mix      (C, D)
-    params01    = sigmoid(g @ param_w + param_b)                                 (C, P)
+    u           = g @ param_w + param_b                  the network's part, ~0..1 (C, P)
+    params01    = clip(x @ skip_w + skip_b + out_span * u, 0, 1)                 (C, P)
     role_logits = g @ role_w + role_b                                            (C, R)
+
+The skip carries the loudness-matching answer straight from the input to the output: the
+trim column gets ``(TRIM_TARGET_LUFS - loudness_active_lufs)`` in normalised units, so the
+network learns only the correction (a residual, He et al. 2016).  ``skip_b`` and
+``out_span`` place each output's head on the range the teacher uses (fitted on the
+training labels, ``export/model.py``), so the int8 model spends its 256 steps of ``u``
+there.  The head is linear inside the span (no sigmoid): an int8 sigmoid's input step,
+through its slope, costs about three times its output step; the clamp keeps 0..1.
 
 The masked max over ``h2 * mask`` equals the max over present channels because ``h2``
 is a ReLU output (>= 0); with no channel present the pool is all zeros.  Weight matrices
@@ -27,7 +36,7 @@ import numpy as np
 from edgemix.infer.base import ModelLoadError, model_io
 
 #: Format version written into every weights file; bump when the network changes.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 #: Array name -> shape in terms of the sizes F, H1, H2, K, D, P, R.
 LAYOUT: dict[str, tuple[str, ...]] = {
@@ -38,8 +47,12 @@ LAYOUT: dict[str, tuple[str, ...]] = {
     "mix_w": ("H2", "D"), "mix_ctx_w": ("K", "D"), "mix_b": ("D",),
     "param_w": ("D", "P"), "param_b": ("P",),
     "role_w": ("D", "R"), "role_b": ("R",),
+    "skip_w": ("F", "P"), "skip_b": ("P",), "out_span": ("P",),
 }
 WEIGHT_NAMES = tuple(LAYOUT)
+#: Constants fitted on the training data rather than trained: the input standardisation and
+#: the output skip and span (see the layout above).
+FITTED_NAMES = ("in_scale", "in_shift", "skip_w", "skip_b", "out_span")
 #: String arrays stored beside the weights: the I/O order the model was trained for.
 NAME_ARRAYS = ("feature_names", "output_names", "role_names")
 
@@ -55,8 +68,8 @@ def sizes_of(weights: dict) -> dict[str, int]:
 
 
 def n_parameters(weights: dict) -> int:
-    """Trainable parameters (the standardisation constants are not trained)."""
-    return int(sum(weights[k].size for k in WEIGHT_NAMES if not k.startswith("in_")))
+    """Trainable parameters (the fitted constants, FITTED_NAMES, are not trained)."""
+    return int(sum(weights[k].size for k in WEIGHT_NAMES if k not in FITTED_NAMES))
 
 
 def validate(weights: dict, where: str = "weights") -> None:
@@ -145,7 +158,7 @@ def forward_reference(weights: dict, features: np.ndarray, mask: np.ndarray):
     pool = np.concatenate([mean_w @ h2, (h2 * m[:, None]).max(axis=0)])
     ctx = relu(pool @ w["ctx_w"] + w["ctx_b"])
     g = relu(h2 @ w["mix_w"] + ctx @ w["mix_ctx_w"] + w["mix_b"])
-    # the logistic as 0.5 (1 + tanh(x / 2)): no overflow for large logits
-    params01 = 0.5 * (1.0 + np.tanh(0.5 * (g @ w["param_w"] + w["param_b"])))
+    u = g @ w["param_w"] + w["param_b"]
+    params01 = np.clip(x @ w["skip_w"] + w["skip_b"] + w["out_span"] * u, 0.0, 1.0)
     role_logits = g @ w["role_w"] + w["role_b"]
     return params01, role_logits
