@@ -152,8 +152,65 @@ def engine_fingerprint() -> str:
     return hashlib.sha256(v.astype(np.float64).tobytes()).hexdigest()[:16]
 
 
+_LABEL_KEY: list = []
+
+
 def label_key() -> str:
-    """Key of the teacher labels: the label sources, the session constants, the engine."""
+    """Key of the teacher labels: the label sources, the session constants, the engine
+    (computed once per process: the engine fingerprint renders a second of audio)."""
+    if not _LABEL_KEY:
+        _LABEL_KEY.append(_label_key())
+    return _LABEL_KEY[0]
+
+
+#: The teacher labels the shipped model was trained on, shipped beside it (the training
+#: data is made here and shipped in models/: a fresh clone retrains without re-teaching).
+SHIPPED_LABELS = "teacher_labels.npz"
+
+
+def shipped_labels_path():
+    import pathlib
+    return pathlib.Path(__file__).resolve().parents[1] / "models" / SHIPPED_LABELS
+
+
+def pack_labels(label_dir, seeds, out_path) -> int:
+    """Write the labels of ``seeds`` from ``label_dir`` into one ``.npz`` keyed by
+    :func:`label_key`; returns how many were packed."""
+    import pathlib
+    arrays = {"key": np.array(label_key())}
+    for seed in seeds:
+        f = pathlib.Path(label_dir) / f"{seed}.npz"
+        if f.is_file():
+            with np.load(f, allow_pickle=False) as z:
+                arrays[f"cp_{seed}"] = z["channel_params"]
+                arrays[f"mp_{seed}"] = z["master_params"]
+    out_path = pathlib.Path(out_path)
+    tmp = out_path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(out_path)
+    return (len(arrays) - 1) // 2
+
+
+_SHIPPED: dict = {}
+
+
+def _shipped_label(seed: int):
+    """``(channel_params, master_params)`` of ``seed`` from the shipped pack, when the pack
+    was made by the current label sources and engine (else None: re-teach)."""
+    if "labels" not in _SHIPPED:
+        _SHIPPED["labels"] = {}
+        path = shipped_labels_path()
+        if path.is_file():
+            with np.load(path, allow_pickle=False) as z:
+                if str(z["key"]) == label_key():
+                    _SHIPPED["labels"] = {k: z[k] for k in z.files if k != "key"}
+    lab = _SHIPPED["labels"]
+    if f"cp_{seed}" not in lab:
+        return None
+    return lab[f"cp_{seed}"], lab[f"mp_{seed}"]
+
+
+def _label_key() -> str:
     import hashlib
     import importlib
     import inspect
@@ -178,12 +235,16 @@ def synth_for(seed: int):
 
 def teacher_labels(seed: int, label_dir=None, session=None):
     """The teacher's ``(channel_params, master_params)`` in units for a dataset seed,
-    read from ``label_dir/<seed>.npz`` when there, else taught (and kept there)."""
+    read from ``label_dir/<seed>.npz`` or the shipped pack (``models/teacher_labels.npz``)
+    when there, else taught (and kept in ``label_dir``)."""
     import pathlib
     path = pathlib.Path(label_dir) / f"{seed}.npz" if label_dir else None
     if path is not None and path.is_file():
         with np.load(path, allow_pickle=False) as z:
             return z["channel_params"], z["master_params"]
+    shipped = _shipped_label(seed)
+    if shipped is not None:
+        return shipped
     from export.teacher import teach
     if session is None:
         session, _ = synth_for(seed)

@@ -91,3 +91,22 @@ def test_engine_fingerprint_follows_behaviour_not_source(monkeypatch):
     monkeypatch.setattr(export.teacher, "render",
                         lambda *args, **kw: render(*args, **kw) * np.float32(10 ** (1 / 20)))
     assert D.engine_fingerprint() != a
+
+
+def test_shipped_teacher_labels_are_the_current_engines_and_cover_the_training_seeds():
+    """The training data ships in models/: the teacher's labels for every session seed the
+    shipped model was built from, keyed by the label sources and the engine's sound.  A
+    change that alters either makes this fail until the labels are re-taught
+    (``python -m export.dataset``, then ``python -m export.build_models``)."""
+    from export import dataset as D
+    from export.build_models import N_HELDOUT_SESSIONS, N_TRAIN_SESSIONS
+    path = D.shipped_labels_path()
+    with np.load(path, allow_pickle=False) as z:
+        assert str(z["key"]) == D.label_key(), "models/teacher_labels.npz is stale"
+        seeds = D.session_seeds(N_TRAIN_SESSIONS + N_HELDOUT_SESSIONS, 0)
+        assert all(f"cp_{s}" in z.files and f"mp_{s}" in z.files for s in seeds)
+        cp = z[f"cp_{seeds[0]}"]
+        assert cp.ndim == 2 and np.isfinite(cp).all()
+    # read from the pack, not re-taught (teaching one session takes seconds)
+    got_cp, _ = D.teacher_labels(seeds[0], label_dir=None)
+    np.testing.assert_array_equal(got_cp, cp)
