@@ -43,3 +43,26 @@ def test_decision_32ch_numba_kernel_only(benchmark):
     benchmark(_student_forward, x, m, b.flat_weights, b.sizes, b.scratch, b.params01,
               b.role_logits)
     assert np.all(np.isfinite(b.params01))
+
+
+def test_feature_extraction_32ch_per_64_frame_block(benchmark):
+    """The control path's feature cost (on the control thread or process, not the audio
+    thread): 32 channels fed one 64-frame block at a time, averaged over one whole hop
+    (75 blocks at 48 kHz and the default 100 ms hop), so the hop's snapshot work is in."""
+    from edgemix.features import FeatureExtractor
+    fe = FeatureExtractor(48000.0, 32)
+    rng = np.random.default_rng(0)
+    blocks = (rng.standard_normal((fe.hop_frames // 64, 64, 32)) * 0.1).astype(np.float32)
+
+    def one_hop():
+        for b in blocks:
+            fe.process(b)
+        return fe.snapshot()
+
+    benchmark.group = "features, 32 channels"
+    snap = benchmark.pedantic(one_hop, rounds=30, warmup_rounds=3)
+    per_block = benchmark.stats.stats.min / blocks.shape[0]
+    benchmark.extra_info.update(us_per_block=per_block * 1e6, blocks_per_hop=blocks.shape[0])
+    print(f"\nfeatures, 32 ch: {per_block * 1e6:.1f} us per 64-frame block (one hop of "
+          f"{blocks.shape[0]} blocks: {benchmark.stats.stats.min * 1e3:.2f} ms)")
+    assert np.all(np.isfinite(snap))
