@@ -217,6 +217,12 @@ class ControlLoop:
 
     # ---- live: the control thread -------------------------------------------------------
     def _run(self) -> None:
+        self.poll(self._stop)
+
+    def poll(self, stop, after=None) -> None:
+        """Advance ``POLLS_PER_HOP`` times per hop on the wall clock until ``stop`` (an
+        Event) is set; ``after()`` runs after each look (the control process publishes its
+        counters there)."""
         poll_s = self.hop_s / POLLS_PER_HOP
         t_next = time.monotonic()
         while True:
@@ -225,9 +231,11 @@ class ControlLoop:
             if delay < 0:  # a slow step: skip the missed polls rather than bunch them up
                 t_next = time.monotonic()
                 delay = 0.0
-            if self._stop.wait(delay):
+            if stop.wait(delay):
                 return
             self.advance()
+            if after is not None:
+                after()
 
     def start(self, rt_priority: int | None = None) -> None:
         """Start the control thread (live backends); at SCHED_FIFO ``rt_priority`` if given.

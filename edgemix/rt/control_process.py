@@ -197,21 +197,10 @@ def _control_main(shm_name, spec, recipe, conn, stop):
 
 
 def _run(loop, stats, stop):
-    """The control thread's wall-clock polling (``ControlLoop._run``), publishing counters."""
-    import time
-    from edgemix.rt.control import POLLS_PER_HOP
-    poll_s = loop.hop_s / POLLS_PER_HOP
-    t_next = time.monotonic()
-    while True:
-        t_next += poll_s
-        delay = t_next - time.monotonic()
-        if delay < 0:
-            t_next = time.monotonic()
-            delay = 0.0
-        if stop.wait(delay):
-            return
-        loop.advance()
+    """The control thread's wall-clock polling (``ControlLoop.poll``), publishing counters."""
+    def publish():
         stats[S_HOPS], stats[S_UPDATES], stats[S_ERRORS] = loop.hops, loop.updates, loop.errors
+    loop.poll(stop, publish)
 
 
 class ControlProcess:
