@@ -152,17 +152,6 @@ def engine_fingerprint() -> str:
     return hashlib.sha256(v.astype(np.float64).tobytes()).hexdigest()[:16]
 
 
-_LABEL_KEY: list = []
-
-
-def label_key() -> str:
-    """Key of the teacher labels: the label sources, the session constants, the engine
-    (computed once per process: the engine fingerprint renders a second of audio)."""
-    if not _LABEL_KEY:
-        _LABEL_KEY.append(_label_key())
-    return _LABEL_KEY[0]
-
-
 #: The teacher labels the shipped model was trained on, shipped beside it (the training
 #: data is made here and shipped in models/: a fresh clone retrains without re-teaching).
 SHIPPED_LABELS = "teacher_labels.npz"
@@ -191,26 +180,30 @@ def pack_labels(label_dir, seeds, out_path) -> int:
     return (len(arrays) - 1) // 2
 
 
+#: The shipped pack, loaded once per state of the label sources (the full key also renders
+#: the engine for a second, so it is checked once per state, not once per session).
 _SHIPPED: dict = {}
 
 
 def _shipped_label(seed: int):
     """``(channel_params, master_params)`` of ``seed`` from the shipped pack, when the pack
     was made by the current label sources and engine (else None: re-teach)."""
-    if "labels" not in _SHIPPED:
-        _SHIPPED["labels"] = {}
+    state = _sources_hash().hexdigest()
+    if state not in _SHIPPED:
+        _SHIPPED[state] = {}
         path = shipped_labels_path()
         if path.is_file():
             with np.load(path, allow_pickle=False) as z:
                 if str(z["key"]) == label_key():
-                    _SHIPPED["labels"] = {k: z[k] for k in z.files if k != "key"}
-    lab = _SHIPPED["labels"]
+                    _SHIPPED[state] = {k: z[k] for k in z.files if k != "key"}
+    lab = _SHIPPED[state]
     if f"cp_{seed}" not in lab:
         return None
     return lab[f"cp_{seed}"], lab[f"mp_{seed}"]
 
 
-def _label_key() -> str:
+def _sources_hash():
+    """The label sources and the session constants (cheap: no rendering)."""
     import hashlib
     import importlib
     import inspect
@@ -219,6 +212,12 @@ def _label_key() -> str:
     h.update(inspect.getsource(session_roles).encode())
     for name in LABEL_MODULES:
         h.update(pathlib.Path(importlib.import_module(name).__file__).read_bytes())
+    return h
+
+
+def label_key() -> str:
+    """Key of the teacher labels: the label sources, the session constants, the engine."""
+    h = _sources_hash()
     h.update(engine_fingerprint().encode())
     return h.hexdigest()[:16]
 
