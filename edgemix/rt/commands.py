@@ -83,7 +83,8 @@ def build_runner(session: Session, *, record_dir=None, server: str | None = None
         if policy is not None and b.kind in ("jack", "portaudio"):
             from edgemix.rt.control_process import control_recipe
             recipe = control_recipe(session)  # live: the control path in its own process
-    if policy is not None and features is None:
+    # the features run where the control loop runs: here, or in the control process
+    if policy is not None and features is None and recipe is None:
         try:
             from edgemix.features import FeatureExtractor
             features = FeatureExtractor(fs, session.n_channels, hop_ms=session.model.hop_ms)

@@ -31,7 +31,6 @@ with a control thread).
 """
 from __future__ import annotations
 
-import logging
 import multiprocessing as mp
 import types as pytypes
 
@@ -42,15 +41,23 @@ from edgemix.dsp._jit import kernel
 from edgemix.rt.control import build_control_loop, ring_capacity
 from edgemix.rt.ring import FrameRing, _fence_intrinsic
 
-log = logging.getLogger("edgemix.rt")
-
-#: Counters the control process publishes: hops, updates, errors, ring-overrun frames.
-S_HOPS, S_UPDATES, S_ERRORS, S_READY = range(4)
-N_STATS = 4
+#: Counters the control process publishes: hops, updates, errors.
+S_HOPS, S_UPDATES, S_ERRORS = range(3)
+N_STATS = 3
 #: How long the audio process waits for the control process to load (first run on a cold
 #: Numba cache compiles the features and the policy's kernels).
 START_TIMEOUT_S = 600.0
 STOP_TIMEOUT_S = 10.0
+
+
+@kernel(inline="always")
+def _copy_pair(src_cp, src_mp, dst_cp, dst_mp):
+    """Copy a ``(channel, master)`` parameter pair element by element (no allocation)."""
+    for i in range(src_cp.shape[0]):
+        for j in range(src_cp.shape[1]):
+            dst_cp[i, j] = src_cp[i, j]
+    for j in range(src_mp.shape[0]):
+        dst_mp[j] = src_mp[j]
 
 
 @kernel
@@ -59,11 +66,7 @@ def _mailbox_put(seq, cp, mp_, src_cp, src_mp):
     s = seq[0]
     seq[0] = s + 1  # odd: writing
     _fence_intrinsic()
-    for i in range(cp.shape[0]):
-        for j in range(cp.shape[1]):
-            cp[i, j] = src_cp[i, j]
-    for j in range(mp_.shape[0]):
-        mp_[j] = src_mp[j]
+    _copy_pair(src_cp, src_mp, cp, mp_)
     _fence_intrinsic()
     seq[0] = s + 2  # even: complete
 
@@ -78,11 +81,7 @@ def _mailbox_take(seq, cp, mp_, dst_cp, dst_mp, seen):
     if s == seen[0] or s % 2 == 1:
         return False
     _fence_intrinsic()
-    for i in range(cp.shape[0]):
-        for j in range(cp.shape[1]):
-            dst_cp[i, j] = cp[i, j]
-    for j in range(mp_.shape[0]):
-        dst_mp[j] = mp_[j]
+    _copy_pair(cp, mp_, dst_cp, dst_mp)
     _fence_intrinsic()
     if seq[0] != s:
         return False
@@ -184,7 +183,6 @@ def _control_main(shm_name, spec, recipe, conn, stop):
         except Exception as e:
             conn.send({"error": f"{e.__class__.__name__}: {e}"})
             return
-        a["stats"][S_READY] = 1.0
         conn.send({"ready": True})
         _run(loop, a["stats"], stop)
         conn.send({"last_error": loop.last_error, "last_good": loop.last_good,
