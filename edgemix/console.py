@@ -220,14 +220,9 @@ class Console:
             raise ValueError(f"out must be a C-contiguous float32 array of shape ({frames}, 2)")
         staged = self._staged
         if direct is None:
-            direct = self._direct if self._direct.shape[0] else None
-        if direct is None:
-            direct = self._no_direct
-        elif (direct.dtype != np.float32 or not direct.flags.c_contiguous
-              or direct.ndim != 3 or direct.shape[0] < frames
-              or direct.shape[1:] != (self.n_channels, 2)):
-            raise ValueError(f"direct must be a C-contiguous float32 array of shape "
-                             f"({frames}, {self.n_channels}, 2)")
+            direct = self._direct  # set_direct_outs' buffer, or the empty "none"
+        if direct is not self._no_direct:
+            self._check_direct(direct, frames)
         if staged is not self._applied:  # latest-wins pickup; copying never allocates
             np.copyto(self._p, staged[0])
             np.copyto(self._m, staged[1])
@@ -250,12 +245,16 @@ class Console:
         if buffer is None:
             self._direct = self._no_direct
             return
-        if (not isinstance(buffer, np.ndarray) or buffer.dtype != np.float32
-                or not buffer.flags.c_contiguous or buffer.ndim != 3
-                or buffer.shape[1:] != (self.n_channels, 2) or buffer.shape[0] < 1):
-            raise ValueError(f"direct-out buffer must be C-contiguous float32 of shape "
-                             f"(frames, {self.n_channels}, 2)")
+        self._check_direct(buffer, 1)
         self._direct = buffer
+
+    def _check_direct(self, buf, frames: int) -> None:
+        """A direct-out buffer: C-contiguous float32 ``(>= frames, n_channels, 2)``."""
+        if (not isinstance(buf, np.ndarray) or buf.dtype != np.float32
+                or not buf.flags.c_contiguous or buf.ndim != 3 or buf.shape[0] < frames
+                or buf.shape[1:] != (self.n_channels, 2)):
+            raise ValueError(f"direct outs need a C-contiguous float32 array of shape "
+                             f"({frames} or more frames, {self.n_channels}, 2)")
 
     def _run(self, x, out, direct, n):
         s, rv, lm, ld = self._strip, self._reverb, self._limiter, self._loud
