@@ -97,6 +97,14 @@ def run_backend(backend, golden: dict):
     return p, r
 
 
+def int8_verdict(units: dict, role_agreement: float) -> tuple[bool, bool]:
+    """(within the guard :data:`INT8_TOL_UNITS` with enough role agreement, and within the
+    target :data:`INT8_TARGET_UNITS` as well) for per-parameter errors in units."""
+    ok = (all(units[k] <= INT8_TOL_UNITS[k] for k in units)
+          and role_agreement >= INT8_MIN_ROLE_AGREEMENT)
+    return bool(ok), bool(ok and all(units[k] <= INT8_TARGET_UNITS[k] for k in units))
+
+
 def compare(p, r, golden: dict, int8: bool) -> dict:
     """Errors of one backend against the golden outputs and whether they pass."""
     present = golden["mask"] > 0
@@ -106,9 +114,7 @@ def compare(p, r, golden: dict, int8: bool) -> dict:
     units = unit_errors(p, golden["params01"], present)
     target = None
     if int8:
-        ok = all(units[k] <= INT8_TOL_UNITS[k] for k in units) and \
-            agree >= INT8_MIN_ROLE_AGREEMENT
-        target = bool(ok and all(units[k] <= INT8_TARGET_UNITS[k] for k in units))
+        ok, target = int8_verdict(units, agree)
     else:
         ok = err01 <= FLOAT_TOL_01 and err_logit <= FLOAT_TOL_LOGIT
     return {"max_err_01": err01, "max_err_logit": err_logit, "role_agreement": agree,
