@@ -29,7 +29,8 @@ import uuid
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
-from jack_helpers import Player, have_jackd, jack_server, wait_for_ports  # noqa: E402
+from jack_helpers import (Player, have_jackd, jack_server, jackd_command,  # noqa: E402
+                          stop_process, wait_for_ports)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FS, BLOCK, N_CH = 48000, 64, 16
@@ -46,8 +47,7 @@ def reference_server():
         return
     name = f"edgemix-ref-{uuid.uuid4().hex[:8]}"
     env = dict(os.environ, JACK_NO_AUDIO_RESERVATION="1", JACK_DEFAULT_SERVER=name)
-    server = subprocess.Popen(["jackd", "-R", "-P", "80", "-S", "-n", name, "-d", "dummy",
-                               "-r", str(FS), "-p", str(BLOCK), "-C", str(N_CH), "-P", "2"],
+    server = subprocess.Popen(jackd_command(name, FS, BLOCK, N_CH, 2),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     xruns = []
 
@@ -64,12 +64,7 @@ def reference_server():
         yield lambda: len(xruns)
     finally:
         for proc in (client, server):
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
 
 
 @pytest.mark.jack

@@ -34,6 +34,25 @@ def have_jackd() -> bool:
     return shutil.which("jackd") is not None
 
 
+def jackd_command(name, rate=48000, period=64, capture=16, playback=2, sync=True,
+                  rt_priority=80) -> list[str]:
+    """The command line of a dummy JACK server named ``name``."""
+    prio = ["-R", "-P", str(rt_priority)] if rt_priority is not None else []
+    return ["jackd"] + prio + (["-S"] if sync else []) + [
+        "-n", name, "-d", "dummy", "-r", str(rate), "-p", str(period), "-C", str(capture),
+        "-P", str(playback)]
+
+
+def stop_process(proc) -> None:
+    """Terminate ``proc``; kill it if it has not gone within 5 s."""
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @contextlib.contextmanager
 def jack_server(rate=48000, period=64, capture=16, playback=2, sync=True, timeout_s=15.0,
                 rt_priority=80):
@@ -44,10 +63,7 @@ def jack_server(rate=48000, period=64, capture=16, playback=2, sync=True, timeou
     import jack
     jack.set_error_function(lambda msg: None)  # libjack's "cannot connect" while we poll
     name = f"edgemix-test-{uuid.uuid4().hex[:8]}"
-    prio = ["-R", "-P", str(rt_priority)] if rt_priority is not None else []
-    args = ["jackd"] + prio + (["-S"] if sync else []) + ["-n", name, "-d", "dummy", "-r", str(rate),
-                                                    "-p", str(period), "-C", str(capture),
-                                                    "-P", str(playback)]
+    args = jackd_command(name, rate, period, capture, playback, sync, rt_priority)
     env = dict(os.environ, JACK_NO_AUDIO_RESERVATION="1")
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
@@ -66,12 +82,7 @@ def jack_server(rate=48000, period=64, capture=16, playback=2, sync=True, timeou
                 time.sleep(0.1)
         yield name
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         proc.stderr.close()
 
 
