@@ -155,13 +155,6 @@ def half_inverse_knee(knee_db):
 
 
 @kernel
-def compressor_gain_db(x_db, threshold_db, ratio, knee_db):
-    """Static curve: gain in dB (<= 0) for an input level in dB (Giannoulis 2012, eq. 4)."""
-    return knee_curve_db(x_db - threshold_db, 1.0 / ratio - 1.0, knee_db,
-                         half_inverse_knee(knee_db))
-
-
-@kernel
 def expander_gain_db(x_db, threshold_db, ratio, range_db):
     """Downward expander below threshold: ``(x - T)(ratio - 1)``, no deeper than ``-range``."""
     if x_db >= threshold_db:
