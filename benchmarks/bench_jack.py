@@ -82,8 +82,10 @@ def test_bench_jack_live(tmp_path, record_property, kind, device, ports, policy)
     cfg = tmp_path / "bench.toml"
     model = (f'path = "{ROOT / "models" / "student_float32.tflite"}"\nbackend = "tflite"\n'
              if policy == "model" else "")
-    cfg.write_text(f'[backend]\nkind = "{kind}"\ndevice = "{device}"\n\n'
-                   f'[model]\npolicy = "{policy}"\n{model}\n{chans}')
+    ring = os.environ.get("EDGEMIX_BENCH_RING_BLOCKS")  # default: each backend's own
+    cfg.write_text(f'[backend]\nkind = "{kind}"\ndevice = "{device}"\n'
+                   + (f"ring_blocks = {int(ring)}\n" if ring else "")
+                   + f'\n[model]\npolicy = "{policy}"\n{model}\n{chans}')
     audio, _ = render_synthetic(N_CH, FS, 8.0, seed=11)
     # the reference server first, so its start-up is not inside the measured seconds
     with reference_server() as ref_xruns, \
@@ -117,24 +119,29 @@ def test_bench_jack_live(tmp_path, record_property, kind, device, ports, policy)
     s = st["block_time_share"]
     with open("/proc/loadavg") as f:
         load = " ".join(f.read().split()[:3])
-    cyc = (f", late cycles {st['backend_cycle_late']} (cycle p99 "
+    cyc = (f" = server {st['backend_server_xruns']} + ours {st['backend_missed']} (blocks not "
+           f"ready when due; stale {st['backend_stale']}, overflows "
+           f"{st['backend_overflows']}), compiled callback p99 "
            f"{100 * st['backend_cycle_share']['p99']:.1f} % max "
-           f"{100 * st['backend_cycle_share']['max']:.1f} %)") if kind == "jack" else ""
+           f"{100 * st['backend_cycle_share']['max']:.1f} % of the period"
+           ) if kind == "jack" else ""
     ctl = st.get("control") or {}
     ctl_line = (f", control: {ctl.get('hops')} hops, {ctl.get('applied', ctl.get('updates'))} "
                 f"updates applied, {ctl.get('errors')} errors" if ctl else "")
     line = (f"{kind:9s} policy {policy}, {N_CH} ch {FS} Hz/{BLOCK}, {SECONDS:g} s, load {load}: "
-            f"{st['blocks']} blocks, xruns {st['xruns']} (reference C-only server, same "
-            f"seconds: {reference}){cyc}, late {st['late_blocks']}, block time p50 {100 * s['p50']:.1f} % "
+            f"{st['blocks']} blocks, xruns {st['xruns']}{cyc} (reference C-only server, same "
+            f"seconds: {reference}), late {st['late_blocks']}, block time p50 {100 * s['p50']:.1f} % "
             f"p99 {100 * s['p99']:.1f} % max {100 * s['max']:.1f} % of "
             f"{st['deadline_ms']:.3f} ms; latency: backend {st['backend_latency_frames']} + "
             f"console {st['console_latency_frames']} + device API "
             f"{st['device_latency_frames']} frames{ctl_line}")
     print("\n" + line)
     record_property("reference_xruns", reference)
-    for k in ("xruns", "late_blocks", "backend_latency_frames", "console_latency_frames",
-              "device_latency_frames", "blocks"):
-        record_property(k, st[k])
+    for k in ("xruns", "backend_server_xruns", "backend_missed", "late_blocks",
+              "backend_latency_frames", "console_latency_frames", "device_latency_frames",
+              "blocks"):
+        if k in st:
+            record_property(k, st[k])
     for k, v in s.items():
         record_property(f"block_time_{k}", v)
     assert st["blocks"] > 0.9 * SECONDS * FS / BLOCK

@@ -84,7 +84,8 @@ class BackendConfig:
     device: str = ""                # PortAudio device (index or name substring)
     client_name: str = "edgemix"    # JACK client name
     auto_connect: bool = False      # JACK: connect to system ports only when asked
-    ring_blocks: int = 4            # PortAudio/rtmixer: output ring prefill (blocks)
+    ring_blocks: int = 0            # JACK/PortAudio: periods of ring between input and mix
+                                    # (0: the backend's own default)
     inputs: tuple[str, ...] = ()    # offline: WAV stem files (a folder is expanded)
     output: str = "mix.wav"         # offline: where the mix goes
     stems_dir: str = ""             # offline: where the processed stems go ("" = not written)
@@ -284,7 +285,7 @@ def parse_session(data: Mapping[str, Any], path: str = "session.toml") -> Sessio
         device=_device(w, b.get("device", "")),
         client_name=_str(w, "client_name", b.get("client_name", "edgemix")),
         auto_connect=_bool(w, "auto_connect", b.get("auto_connect", False)),
-        ring_blocks=_num(w, "ring_blocks", b.get("ring_blocks", 4), 1, 256, integer=True),
+        ring_blocks=_num(w, "ring_blocks", b.get("ring_blocks", 0), 0, 256, integer=True),
         inputs=inputs,
         output=output,
         stems_dir=stems_dir,

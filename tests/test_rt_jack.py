@@ -221,8 +221,11 @@ def check_live(r):
 def test_jack_backend_live_equals_offline(server, tmp_path):
     r = run_live(server, tmp_path, "jack", "", "edgemix:in_", "edgemix:out_")
     st = r["stats"]
-    assert st["backend_latency_frames"] == 0  # the engine runs in JACK's own cycle
-    assert st["total_latency_frames"] == st["console_latency_frames"]  # the limiter lookahead
+    assert st["backend_latency_frames"] == 16 * BLOCK  # the session's ring_blocks periods
+    assert st["total_latency_frames"] == 16 * BLOCK + st["console_latency_frames"]
+    # nothing lost on the way: every period played the block due, none came late
+    assert st["backend_missed"] == st["backend_overflows"] == st["backend_stale"] == 0
+    assert st["backend_cycles"] >= st["blocks"] > SECONDS * FS / BLOCK
     check_live(r)
 
 

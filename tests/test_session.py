@@ -102,6 +102,7 @@ def test_out_of_range_names_key_and_schema_range():
     ("[session]\nsample_rate_hz = 12345\n", ["sample_rate_hz", "48000"]),
     ("[backend]\nkind = \"alsa\"\n", ["backend.kind", "jack, portaudio"]),
     ("[backend]\nringblocks = 2\n", ["ring_blocks"]),
+    ("[backend]\nring_blocks = -1\n", ["backend.ring_blocks", "0"]),
     ("[model]\npolicy = \"model\"\n", ["model", "path"]),
     ("[master]\nlimiter_ceiling_dbtp = 3\n", ["limiter_ceiling_dbtp", "out of range"]),
     ("[[buses]]\nkind = \"monitor\"\n", ["buses[0]", "reverb"]),
@@ -127,3 +128,19 @@ def test_no_channels_means_backend_count():
     s = parse_session(tomllib.loads("[backend]\nn_channels = 5\n"))
     assert s.n_channels == 5 and not s.channels_given
     assert [c.input for c in s.channels] == [1, 2, 3, 4, 5]
+
+
+def test_ring_blocks_default_is_each_live_backends_own():
+    """Not set (0): JACK's 2 periods, PortAudio's 4; set: exactly what the session says."""
+    import tomllib
+    from edgemix.rt.jack_backend import DEFAULT_RING_BLOCKS, JackBackend
+    from edgemix.rt.portaudio_backend import RtmixerBackend
+    from edgemix.rt.commands import build_runner
+    assert parse_session(tomllib.loads("[backend]\nkind = \"jack\"\n")).backend.ring_blocks == 0
+    for kind, cls, default in (("jack", JackBackend, DEFAULT_RING_BLOCKS),
+                               ("portaudio", RtmixerBackend, 4)):
+        for text, want in (("", default), ("ring_blocks = 3\n", 3)):
+            s = parse_session(tomllib.loads(f'[backend]\nkind = "{kind}"\n{text}'
+                                            '[model]\npolicy = "none"\n'))
+            runner, _ = build_runner(s)
+            assert isinstance(runner.backend, cls) and runner.backend.ring_blocks == want

@@ -66,11 +66,12 @@ def build_runner(session: Session, *, record_dir=None, server: str | None = None
         from edgemix.rt.jack_backend import JackBackend
         backend = JackBackend(session.n_channels, fs, bs, client_name=b.client_name,
                               server=server or b.device or None, auto_connect=b.auto_connect,
-                              input_map=[c.input for c in session.channels])
+                              input_map=[c.input for c in session.channels],
+                              **({"ring_blocks": b.ring_blocks} if b.ring_blocks else {}))
     elif b.kind == "portaudio":
         from edgemix.rt.portaudio_backend import RtmixerBackend
         backend = RtmixerBackend(session.n_channels, fs, bs, device=b.device,
-                                 ring_blocks=b.ring_blocks,
+                                 **({"ring_blocks": b.ring_blocks} if b.ring_blocks else {}),
                                  input_map=[c.input for c in session.channels])
     else:  # parse_session only lets the names above through
         raise SessionError(f"{session.path}: backend.kind = {b.kind!r}: unknown backend")

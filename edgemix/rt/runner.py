@@ -110,7 +110,7 @@ class Runner:
         self.memlock_status = "not requested"
         self.stop_reason = ""
         self._stop = threading.Event()
-        self._audio_thread_ready = False
+        self._audio_thread: int | None = None  # the thread enter_audio_thread last set up
         self.control = None
         live = not getattr(backend, "drives_control", False)
         if control_recipe is not None and live:
@@ -145,11 +145,13 @@ class Runner:
         self.frames += frames
         self.timer.record(t0, perf_counter_ns(), t0 + int(frames * self.ns_per_frame))
 
-    def enter_audio_thread(self) -> None:
-        """Called once by a backend from its own audio thread: affinity and SCHED_FIFO."""
-        if self._audio_thread_ready:
+    def enter_audio_thread(self, priority: int = RT_PRIORITY) -> None:
+        """Called by a backend from its audio thread (again from a new one after a re-open):
+        CPU affinity and SCHED_FIFO ``priority``."""
+        me = threading.get_ident()
+        if self._audio_thread == me:
             return
-        self._audio_thread_ready = True
+        self._audio_thread = me
         if not self.rt_priority:
             self.rt_status = "not requested"
             return
@@ -161,7 +163,7 @@ class Runner:
             notes.append(f"pinned to CPU {cpu}")
         except (AttributeError, OSError, ValueError) as e:
             notes.append(f"no CPU affinity ({e.__class__.__name__})")
-        status = rtsched.set_fifo(RT_PRIORITY)
+        status = rtsched.set_fifo(priority)
         if status.startswith("SCHED_FIFO"):
             notes.append(status)
         else:
@@ -171,16 +173,6 @@ class Runner:
                         status)
         self.rt_status = ", ".join(notes)
         self.audio_priority = rtsched.fifo_priority()
-
-    def enter_foreign_audio_thread(self, owner: str) -> None:
-        """Called once by a backend whose audio thread a server schedules (JACK's process
-        thread): leave its scheduling alone, but note its priority for the helper band."""
-        if self._audio_thread_ready:
-            return
-        self._audio_thread_ready = True
-        self.audio_priority = rtsched.fifo_priority()
-        self.rt_status = (f"{owner} (SCHED_FIFO {self.audio_priority})" if self.audio_priority
-                          else f"{owner} (not real-time)")
 
     # ---- offline backend's thread, between blocks ---------------------------------------
     def step_control(self) -> None:
@@ -319,17 +311,19 @@ class Runner:
                     poll_s = min(poll_s, max(0.0, t_start + duration_s - time.monotonic()))
                 self._stop.wait(poll_s)
         finally:
+            # the audio side first: the control path's shared memory and the console's
+            # staged parameters must not change under a block still being processed
+            if opened:
+                try:
+                    self.backend.stop()
+                finally:
+                    self.backend.close()
             if self.control is not None:
                 self.control.stop()
             if live and self.rt_priority:
                 rtsched.set_normal()
                 if self.memlock_status.startswith("locked"):
                     rtsched.unlock_memory()
-            if opened:
-                try:
-                    self.backend.stop()
-                finally:
-                    self.backend.close()
             gc.enable()
             gc.unfreeze()
             sys.setswitchinterval(old_switch)
