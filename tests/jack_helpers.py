@@ -55,14 +55,15 @@ def stop_process(proc) -> None:
 
 @contextlib.contextmanager
 def jack_server(rate=48000, period=64, capture=16, playback=2, sync=True, timeout_s=15.0,
-                rt_priority=80):
-    """Start a dummy JACK server with a unique name; yield the name; always kill it.
+                rt_priority=80, name=None):
+    """Start a dummy JACK server with a unique name (or ``name``); yield the name; always
+    kill it.
 
     ``rt_priority``: jackd's SCHED_FIFO priority (its clients run 5 below), None for jackd's
     own default."""
     import jack
     jack.set_error_function(lambda msg: None)  # libjack's "cannot connect" while we poll
-    name = f"edgemix-test-{uuid.uuid4().hex[:8]}"
+    name = name or f"edgemix-test-{uuid.uuid4().hex[:8]}"
     args = jackd_command(name, rate, period, capture, playback, sync, rt_priority)
     env = dict(os.environ, JACK_NO_AUDIO_RESERVATION="1")
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)

@@ -257,3 +257,46 @@ def test_portaudio_device_errors_are_one_line(server, tmp_path, device, n, words
     assert "Traceback" not in err and len(err.splitlines()) == 1, err
     for w in words:
         assert w in err, (w, err)
+
+
+def _wait(cond, timeout_s, what):
+    t_end = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > t_end:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_jack_server_lost_mid_run_is_said_and_retried_until_it_returns(caplog):
+    """The server dies under a running session: one clear warning, re-opens every retry_s
+    until a server of the same name is back, then the stream goes on (a new worker, the
+    same runner); the run ends normally."""
+    import logging
+    import threading
+    import uuid
+    from edgemix.console import Console
+    from edgemix.rt.jack_backend import JackBackend
+    from edgemix.rt.runner import Runner
+    from jack_helpers import jack_server
+    caplog.set_level(logging.WARNING, logger="edgemix.rt")
+    name = f"edgemix-test-{uuid.uuid4().hex[:8]}"
+    b = JackBackend(2, FS, BLOCK, server=name, client_name="edgemix-lost-test")
+    r = Runner(Console(FS, BLOCK, 2, 1), b, rt_priority=False, retry_s=0.2)
+    result = {}
+    with jack_server(rate=FS, period=BLOCK, capture=2, playback=2, name=name):
+        t = threading.Thread(target=lambda: result.update(r.run()), daemon=True)
+        t.start()
+        _wait(lambda: r.frames > 0.5 * FS, 30, "the first stream")
+    # the server is gone: the runner says so and keeps trying
+    _wait(lambda: r.retries >= 2, 30, "re-open attempts")
+    before = r.frames
+    with jack_server(rate=FS, period=BLOCK, capture=2, playback=2, name=name):
+        _wait(lambda: r.frames > before + 0.5 * FS, 30, "the stream after the server came back")
+        r.request_stop("test done")
+        t.join(30)
+    assert not t.is_alive() and result["stop_reason"] == "test done"
+    said = [rec.getMessage() for rec in caplog.records]
+    assert any("audio device lost (JACK server shut down" in m for m in said), said
+    assert any("cannot reach server" in m and "retrying in 0.2 s" in m for m in said), said
+    assert all("\n" not in m for m in said)
+    assert result["retries"] >= 2 and result["audio_errors"] == 0
