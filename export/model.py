@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgemix.infer.weights import WEIGHT_NAMES, n_parameters
+from edgemix.infer.weights import WEIGHT_NAMES, n_parameters, sizes_of
 
 #: Default layer sizes (see the layout in edgemix.infer.weights).
 DEFAULT_SIZES = {"H1": 48, "H2": 48, "K": 48, "D": 48}
@@ -119,17 +119,34 @@ class Student(nn.Module):
         activations are rounded to their int8 grid and weights to per-channel symmetric
         int8 at the same points as :mod:`export.tflite_export`, with straight-through
         gradients (Jacob et al. 2018, "Quantization and training of neural networks for
-        efficient integer-arithmetic-only inference").
+        efficient integer-arithmetic-only inference").  ``self.activations`` = "round"
+        (the default) is the int8 graph; "noise" adds a uniform error of one int8 step
+        instead of rounding (differentiable, so the outputs' sensitivity to the rounding
+        can be trained down: Baskin et al. 2018, NICE); "float" leaves the activations
+        alone (the weights stay on their int8 grid).  See export/train.py.
         """
-        from export.quantize import activation_qparams
+        from export.quantize import HEAD, activation_qparams
+        self.activations = "round"
         self._qparams = None if ranges is None else {
-            k: activation_qparams(*v) for k, v in ranges.items()}
+            k: activation_qparams(*v) for k, v in ranges.items() if k != HEAD}
+        # the parameter head has one range per output (export.quantize.fold_head_ranges)
+        self._head = None if ranges is None else tuple(
+            torch.from_numpy(np.asarray(v, np.float64)).float() for v in ranges[HEAD])
 
     def _fq(self, name: str, x: torch.Tensor, fixed=None) -> torch.Tensor:
         q = getattr(self, "_qparams", None)
-        if q is None:
+        if q is None or self.activations == "float":
             return x
+        if name == "param_logits":
+            # u = lo + (hi - lo) * u01, u01 on the int8 grid of 0..1 (256 steps per output)
+            lo, hi = self._head
+            if self.activations == "noise":
+                return x + (torch.rand_like(x) - 0.5) * (hi - lo) / 255.0
+            u01 = torch.clamp(torch.round((x - lo) / (hi - lo) * 255.0), 0.0, 255.0) / 255.0
+            return x + (lo + (hi - lo) * u01 - x).detach()
         scale, zp = fixed if fixed is not None else q[name]
+        if self.activations == "noise":
+            return x + (torch.rand_like(x) - 0.5) * scale
         y = (torch.clamp(torch.round(x / scale) + zp, -128.0, 127.0) - zp) * scale
         return x + (y - x).detach()
 
@@ -163,6 +180,23 @@ class Student(nn.Module):
             g = fq("g", torch.relu(nn.functional.linear(hc, w, self.mix.bias)))
         params = self.head(fq("param_logits", lin(g, self.param_head)), features)
         return params, fq("role_logits", lin(g, self.role_head))
+
+    @classmethod
+    def from_weights(cls, weights: dict) -> "Student":
+        """A Student carrying a runtime weight dict (the inverse of :meth:`export_weights`)."""
+        s = sizes_of(weights)
+        net = cls(s["F"], s["P"], s["R"], h1=s["H1"], h2=s["H2"], k=s["K"], d=s["D"])
+        f = lambda k, transpose=False: torch.from_numpy(np.ascontiguousarray(  # noqa: E731
+            np.asarray(weights[k], np.float32).T if transpose else weights[k], np.float32))
+        with torch.no_grad():
+            for buf in ("in_scale", "in_shift", "skip_w", "skip_b", "out_span"):
+                getattr(net, buf).copy_(f(buf))
+            for layer, key in (("enc1", "enc1"), ("enc2", "enc2"), ("ctx", "ctx"),
+                               ("mix", "mix"), ("param_head", "param"), ("role_head", "role")):
+                getattr(net, layer).weight.copy_(f(f"{key}_w", transpose=True))
+                getattr(net, layer).bias.copy_(f(f"{key}_b"))
+            net.mix_ctx.weight.copy_(f("mix_ctx_w", transpose=True))
+        return net
 
     def export_weights(self, feature_names, output_names, role_names) -> dict:
         """The runtime weight dict (matrices ``(in, out)``) plus the I/O names."""

@@ -46,18 +46,61 @@ def intermediates(weights: dict, features: np.ndarray, mask: np.ndarray) -> dict
 CALIBRATION_QUANTILE = 1e-4
 
 
+#: Tensors whose range is the exact min..max: the standardised input, where the rare
+#: extremes are channels that have not played yet (loudness features near the floor;
+#: clipping them cost up to 7 dB of trim), and the mix context, one row per session, whose
+#: extremes are the sessions of a single channel (clipping them cost 1.2 dB of EQ gain).
+EXACT_RANGES = ("z", "ctx")
+
 #: A weight row whose largest magnitude is below this share of the matrix's is a dead unit.
 DEAD_ROW_RATIO = 1e-6
+#: The parameter head's output, quantised with one range per output (see fold_head_ranges).
+HEAD = "param_logits"
+#: Narrowest head range (units of u): an output the network leaves constant (the makeup
+#: gain) still gets a valid int8 scale.
+MIN_HEAD_WIDTH = 1e-2
+#: Share of each head output's calibrated range added on either side.
+HEAD_MARGIN = 0.05
+
+
 def calibrate(weights: dict, features: np.ndarray, mask: np.ndarray) -> dict:
-    """name -> (lo, hi) over present channels (per-channel tensors) or all sessions."""
+    """name -> (lo, hi) over present channels (per-channel tensors) or all sessions.
+
+    ``ranges[HEAD]`` is a pair of arrays, one (lo, hi) per output: the outputs' spans of
+    ``u`` differed by up to 3x (measured on the shipped model: aux1 send -2.36..0.95, the
+    EQ gains about 0..1.2), and one shared per-tensor scale gave every output the send's
+    step (1.2 dB of send, 0.6 dB of trim per int8 step).  Each output's range is the exact
+    min..max over present channels (a saturated head output is an error of its own size),
+    cut where the tail's clamp to 0..1 makes further values equal (outputs whose skip is a
+    constant: all but the trim, whose skip follows the loudness feature).
+    """
     t = intermediates(weights, features, mask)
     present = np.asarray(mask) > 0
     ranges = {}
     for name, v in t.items():
         if v.ndim == 3 and v.shape[1] == present.shape[1]:
             v = v[present]  # absent rows are never read, do not let them widen a range
-        lo, hi = np.quantile(v, [CALIBRATION_QUANTILE, 1.0 - CALIBRATION_QUANTILE])
+        if name == HEAD:
+            continue
+        q = 0.0 if name in EXACT_RANGES else CALIBRATION_QUANTILE
+        lo, hi = np.quantile(v, [q, 1.0 - q])
         ranges[name] = (float(min(lo, 0.0)), float(max(hi, 0.0)))
+    u = t[HEAD][present]
+    lo, hi = u.min(axis=0), u.max(axis=0)
+    span = np.asarray(weights["out_span"], np.float64)
+    skip_b = np.asarray(weights["skip_b"], np.float64)
+    const = ~np.asarray(weights["skip_w"]).any(axis=0)
+    # a margin for channels beyond the calibration set (held-out channels that had not
+    # played came out up to 4 dB of send above it), then the cut at the clamp
+    margin = HEAD_MARGIN * (hi - lo)
+    lo, hi = lo - margin, hi + margin
+    edge_lo = np.where(const, -skip_b / span, -np.inf)
+    edge_hi = np.where(const, (1.0 - skip_b) / span, np.inf)
+    # (an output whose every value is beyond one clamp edge gets a range at that edge)
+    lo, hi = (np.clip(lo, edge_lo, edge_hi), np.clip(hi, edge_lo, edge_hi))
+    mid = 0.5 * (lo + hi)
+    half = np.maximum(0.5 * (hi - lo), 0.5 * MIN_HEAD_WIDTH)
+    ranges[HEAD] = (mid - half, mid + half)
     # the pool concatenates mean and max: one scale for all three (mean <= max, both >= 0)
     # so Concatenation needs no rescaling; h2 * mask has exactly h2's range
     # ... and the int8 graph concatenates h2 with the tiled context (export/tflite_export.py):
@@ -65,12 +108,115 @@ def calibrate(weights: dict, features: np.ndarray, mask: np.ndarray) -> dict:
     hi = max(ranges["h2"][1], ranges["ctx"][1])
     ranges["h2"] = ranges["ctx"] = (0.0, hi)
     ranges["pool_mean"] = ranges["pool_max"] = ranges["pool"] = ranges["h2_masked"] = ranges["h2"]
-    # the parameter head's output u keeps its calibrated range: 0..1 is the fitted span
-    # (export/model.py), but a channel that has not played yet has a skip far from its
-    # label and a u far outside 0..1 to cancel it; clipping u there cost up to 68 dB of trim
+    # the head's ranges above are not cut to the fitted span 0..1 (export/model.py): a
+    # channel that has not played yet has a skip far from its label and a trim u outside
+    # 0..1 to cancel it; clipping u there cost up to 68 dB of trim
     ranges["mask"] = (0.0, 1.0)
     ranges["mean_w"] = (0.0, 1.0)
     return ranges
+
+
+def fold_head_ranges(weights: dict, lo: np.ndarray, hi: np.ndarray) -> dict:
+    """The same network with the head's output ``u`` rescaled to ``u01`` = 0..1 over each
+    output's range ``lo..hi``: TFLite has no per-channel activation quantisation, so the
+    rescaling goes into the head's weights and the float tail (exact in float):
+
+        u01 = g @ (param_w / w) + (param_b - lo) / w,      w = hi - lo
+        params01 = clip(skip + (skip_b + span * lo) + (span * w) * u01, 0, 1)
+
+    One per-tensor 0..1 int8 range on ``u01`` is then each output's own range; the int8
+    weights are unchanged (per-output-channel scales follow the row scaling)."""
+    lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+    w = hi - lo
+    out = dict(weights)
+    out["param_w"] = np.asarray(weights["param_w"], np.float64) / w
+    out["param_b"] = (np.asarray(weights["param_b"], np.float64) - lo) / w
+    span = np.asarray(weights["out_span"], np.float64)
+    out["skip_b"] = np.asarray(weights["skip_b"], np.float64) + span * lo
+    out["out_span"] = span * w
+    return out
+
+
+#: Largest factor :func:`equalise` scales a unit by (a unit that almost never fires would
+#: otherwise get a weight column too small for its per-channel int8 grid).
+EQUALISE_MAX_GAIN = 16.0
+
+
+def equalise(weights: dict, features: np.ndarray, mask: np.ndarray) -> dict:
+    """The same network with every hidden unit rescaled to use its tensor's whole int8 range.
+
+    A per-tensor int8 scale is set by the tensor's widest unit: measured on the shipped
+    model, the median unit of ``g`` spanned 18 % of it (so about 46 of the 256 steps) and
+    of ``h1`` 54 %.  ReLU is positively homogeneous, so unit ``i`` of a layer scaled by
+    ``s_i`` (its weight column and bias times ``s_i``) and the next layer's weight row
+    ``i`` divided by ``s_i`` is the same function (cross-layer equalisation, Nagel et al.
+    2019, "Data-free quantization through weight equalization and bias correction", sec.
+    4.1; here the activation side only: the weights the int8 file uses are the float
+    model's own, :func:`round_weights`).  ``s_i`` = the tensor's calibrated top / the
+    unit's, at most :data:`EQUALISE_MAX_GAIN`; dead units are left alone.  ``h2`` and the
+    context share one target (they share one scale in the int8 graph); the pooled mean and
+    max of ``h2`` scale with it.
+    """
+    w = {k: (np.asarray(v, np.float64) if k in WEIGHT_NAMES else v) for k, v in weights.items()}
+    t = intermediates(w, features, mask)
+    present = np.asarray(mask) > 0
+
+    def tops(name):
+        v = t[name][present] if t[name].ndim == 3 else t[name]
+        return np.quantile(v, 1.0 - CALIBRATION_QUANTILE, axis=0)
+
+    def gains(top, target):
+        live = top > DEAD_ROW_RATIO * max(float(top.max()), 1e-30)
+        return np.where(live, np.clip(target / np.where(live, top, 1.0), 1.0,
+                                      EQUALISE_MAX_GAIN), 1.0)
+
+    # the input: each feature's whole calibrated range onto -1..1 (EXACT_RANGES)
+    z = t["z"][present]
+    lo, hi = z.min(axis=0), z.max(axis=0)
+    half = np.maximum(0.5 * (hi - lo), 1e-6)
+    mid = 0.5 * (hi + lo)
+    w["enc1_b"] = w["enc1_b"] + mid @ w["enc1_w"]
+    w["enc1_w"] = w["enc1_w"] * half[:, None]
+    w["in_scale"] = w["in_scale"] / half
+    w["in_shift"] = (w["in_shift"] - mid) / half
+    top_h1, top_h2, top_ctx, top_g = tops("h1"), tops("h2"), tops("ctx"), tops("g")
+    s1 = gains(top_h1, top_h1.max())
+    s2 = gains(top_h2, max(top_h2.max(), top_ctx.max()))
+    sc = gains(top_ctx, max(top_h2.max(), top_ctx.max()))
+    sg = gains(top_g, top_g.max())
+    w["enc1_w"] = w["enc1_w"] * s1
+    w["enc1_b"] = w["enc1_b"] * s1
+    w["enc2_w"] = w["enc2_w"] / s1[:, None] * s2
+    w["enc2_b"] = w["enc2_b"] * s2
+    w["ctx_w"] = w["ctx_w"] / np.concatenate([s2, s2])[:, None] * sc
+    w["ctx_b"] = w["ctx_b"] * sc
+    w["mix_w"] = w["mix_w"] / s2[:, None] * sg
+    w["mix_ctx_w"] = w["mix_ctx_w"] / sc[:, None] * sg
+    w["mix_b"] = w["mix_b"] * sg
+    w["param_w"] = w["param_w"] / sg[:, None]
+    w["role_w"] = w["role_w"] / sg[:, None]
+    return {k: (v.astype(np.float32) if k in WEIGHT_NAMES else v) for k, v in w.items()}
+
+
+#: Weight matrices of the int8 graph's FullyConnected layers; the int8 graph fuses the
+#: mix layer's two blocks into one matrix (export/tflite_export.py), one scale per output.
+FC_MATRICES = (("enc1_w",), ("enc2_w",), ("ctx_w",), ("mix_w", "mix_ctx_w"), ("param_w",),
+               ("role_w",))
+
+
+def round_weights(weights: dict) -> dict:
+    """Every weight matrix on its own int8 grid (per output unit, symmetric, as the int8
+    file stores it): a float model with these weights and the int8 file differ only by
+    the activations' rounding."""
+    out = dict(weights)
+    for names in FC_MATRICES:
+        w = np.concatenate([np.asarray(weights[n], np.float64) for n in names], axis=0)
+        q, s = quantise_weights_per_channel(w.T)
+        r = (q * s[:, None]).T.astype(np.float32)
+        rows = np.cumsum([0] + [weights[n].shape[0] for n in names])
+        for n, a, b in zip(names, rows[:-1], rows[1:]):
+            out[n] = np.ascontiguousarray(r[a:b])
+    return out
 
 
 def activation_qparams(lo: float, hi: float) -> tuple[float, int]:

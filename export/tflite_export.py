@@ -13,7 +13,8 @@ scale before they are standardised), then QUANTIZE; every FullyConnected, Mul, S
 ReduceMax, Concatenation and Add after that runs in int8 with int8 weights
 (per-channel) and int32 biases; DEQUANTIZE hands the parameter head's output back in float32 to the tail, which is
 float32 in both files: the skip (one affine map of the input features), the output span
-and the clamp to 0..1.
+and the clamp to 0..1.  The head's output has one int8 range per parameter, folded into
+the head's weights and the tail (:func:`export.quantize.fold_head_ranges`).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import tflite
 
 from edgemix.infer.base import MAX_CHANNELS
 from edgemix.infer.weights import sizes_of, validate
-from export.quantize import (activation_qparams, quantise_bias,
+from export.quantize import (HEAD, activation_qparams, fold_head_ranges, quantise_bias,
                              quantise_weights_per_channel)
 
 OP = tflite.BuiltinOperator
@@ -228,6 +229,10 @@ def _build(weights: dict, ranges: dict | None) -> _Graph:
     q8 = ranges is not None
     if q8:
         ranges = {**ranges, "role_logits_q": ranges["role_logits"]}
+        # one int8 range per parameter-head output, folded into the head and the float
+        # tail so the head's single per-tensor range is 0..1 (export/quantize.py)
+        weights = fold_head_ranges(weights, *ranges[HEAD])
+        ranges[HEAD] = (0.0, 1.0)
     g = _Graph()
     F32, I8, I32 = TT.FLOAT32, TT.INT8, TT.INT32
 

@@ -173,3 +173,81 @@ def test_shipped_models_match_their_checksums():
 def test_shipped_model_is_small():
     total = sum(p.stat().st_size for p in MODELS.iterdir() if p.is_file())
     assert total < 1_000_000
+
+
+def _forward_batch(w, features, mask):
+    from edgemix.infer.weights import forward_reference
+    out = [forward_reference(w, f, m) for f, m in zip(features, mask)]
+    return np.stack([o[0] for o in out]), np.stack([o[1] for o in out])
+
+
+def test_equalise_keeps_the_function_and_fills_each_units_range(weights, calib):
+    from export.quantize import (CALIBRATION_QUANTILE, EQUALISE_MAX_GAIN, equalise,
+                                 intermediates)
+    f, m = calib
+    eq = equalise(weights, f, m)
+    present = m > 0
+    p0, r0 = _forward_batch(weights, f, m)
+    p1, r1 = _forward_batch(eq, f, m)
+    # the same function up to the float32 rounding of the rescaled weights (measured 8e-6)
+    np.testing.assert_allclose(p1[present], p0[present], atol=3e-5)
+    np.testing.assert_allclose(r1[present], r0[present], atol=1e-4, rtol=1e-5)
+    # every live unit of g now reaches min(its tensor's top, gain cap x its old top)
+    before, after = intermediates(weights, f, m), intermediates(eq, f, m)
+    for name in ("h1", "g"):
+        top0 = np.quantile(before[name][present], 1 - CALIBRATION_QUANTILE, axis=0)
+        top1 = np.quantile(after[name][present], 1 - CALIBRATION_QUANTILE, axis=0)
+        live = top0 > 1e-6 * top0.max()
+        want = np.minimum(top0.max(), EQUALISE_MAX_GAIN * top0)
+        np.testing.assert_allclose(top1[live], want[live], rtol=1e-4)
+    # the standardised input spans exactly -1..1 per feature over the calibration channels
+    z = after["z"][present]
+    np.testing.assert_allclose(z.min(axis=0)[np.ptp(z, axis=0) > 0], -1.0, atol=1e-5)
+    np.testing.assert_allclose(z.max(axis=0)[np.ptp(z, axis=0) > 0], 1.0, atol=1e-5)
+
+
+def test_rounded_weights_are_the_int8_files_weights(weights):
+    from export.quantize import FC_MATRICES, round_weights
+    r = round_weights(weights)
+    for names in FC_MATRICES:
+        w = np.concatenate([np.asarray(r[n], np.float64) for n in names], axis=0)
+        q, s = quantise_weights_per_channel(w.T)
+        np.testing.assert_array_equal((q * s[:, None]).T.astype(np.float32),
+                                      w.astype(np.float32))
+        orig = np.concatenate([np.asarray(weights[n], np.float64) for n in names], axis=0)
+        step = np.abs(orig).max(axis=0) / 127.0
+        assert np.all(np.abs(w - orig) <= step / 2 + 1e-7) and not np.array_equal(w, orig)
+    assert round_weights(r)["enc1_w"].tobytes() == r["enc1_w"].tobytes()
+
+
+def test_head_ranges_cover_the_outputs_and_fold_exactly(weights, calib):
+    from edgemix.features import FEATURE_INDEX
+    from export.quantize import HEAD, fold_head_ranges, intermediates
+    f, m = calib
+    # a skip that follows a feature on the first output (like the trim's) and spans below 1
+    weights = dict(weights)
+    weights["skip_w"] = np.zeros_like(weights["skip_w"])
+    weights["skip_w"][FEATURE_INDEX["loudness_active_lufs"], 0] = -1.0 / 80.0
+    weights["skip_b"] = np.full_like(weights["skip_b"], 0.3)
+    weights["out_span"] = np.full_like(weights["out_span"], 0.02)
+    ranges = calibrate(weights, f, m)
+    lo, hi = (np.asarray(a) for a in ranges[HEAD])
+    assert lo.shape == hi.shape == (len(MODEL_OUTPUTS),) and np.all(hi > lo)
+    u = intermediates(weights, f, m)[HEAD][m > 0]
+    span, skip_b = weights["out_span"], weights["skip_b"]
+    const = ~np.asarray(weights["skip_w"]).any(axis=0)
+    # an output whose skip follows the features keeps all of its u; the others are cut
+    # at the clamp (checked below: saturating there changes nothing)
+    assert np.all(((lo <= u.min(axis=0)) & (hi >= u.max(axis=0))) | const)
+    assert not const[0] and const[1:].all()
+    # the random head's u runs far past the clamp: the cut ranges are narrower than u's
+    assert np.all((hi - lo)[1:] < np.ptp(u, axis=0)[1:])
+    folded = fold_head_ranges(weights, lo, hi)
+    p0, _ = _forward_batch(weights, f, m)
+    p1, _ = _forward_batch(folded, f, m)
+    np.testing.assert_allclose(p1[m > 0], p0[m > 0], atol=2e-6)
+    # saturating the folded head at its int8 range 0..1 changes no output
+    x = f[m > 0].astype(np.float64)
+    u01 = np.clip(intermediates(folded, f, m)[HEAD][m > 0], 0.0, 1.0)
+    sat = np.clip(x @ folded["skip_w"] + folded["skip_b"] + folded["out_span"] * u01, 0, 1)
+    np.testing.assert_allclose(sat, p0[m > 0], atol=2e-6)

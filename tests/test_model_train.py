@@ -128,3 +128,26 @@ def test_trim_skip_moves_one_db_for_one_db_of_input_loudness(tiny_data):
     others = [j for j in range(len(MODEL_OUTPUTS)) if j != MODEL_OUTPUTS.index("trim_db")]
     flat = p[m.numpy() > 0][:, others]
     np.testing.assert_array_equal(flat, np.broadcast_to(flat[:1], flat.shape))
+
+
+def test_quantisation_aware_training_ships_int8_grid_weights(tiny_data):
+    """The QAT phase: reproducible (its noise comes from the seeded generator), and the
+    weights it returns are on their int8 grid, so the int8 file's weights are the float
+    model's; the model it returns is those weights."""
+    from export.quantize import FC_MATRICES, HEAD, round_weights
+    cfg = TrainConfig(**{**TINY.__dict__, "epochs": 3, "qat_epochs": 2,
+                         "qat_noise_weight": 1.0})
+    a, b = train(tiny_data, cfg), train(tiny_data, cfg)
+    for k in WEIGHT_NAMES:
+        np.testing.assert_array_equal(a.weights[k], b.weights[k])
+    assert len(a.losses) == 5 and all(np.isfinite(a.losses))
+    r = round_weights(a.weights)
+    for names in FC_MATRICES:
+        for n in names:
+            np.testing.assert_array_equal(r[n], a.weights[n])
+    assert set(a.ranges) >= {"z", "h1", "h2", "ctx", "g", HEAD}
+    p, _ = predict_torch(a.model, tiny_data.features[:3], tiny_data.mask[:3])
+    for i in range(3):
+        rp, _ = forward_reference(a.weights, tiny_data.features[i], tiny_data.mask[i])
+        present = tiny_data.mask[i] > 0
+        np.testing.assert_allclose(rp[present], p[i][present], atol=2e-6)
