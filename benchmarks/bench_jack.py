@@ -29,7 +29,7 @@ import uuid
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
-from jack_helpers import (Player, have_jackd, jack_server, jackd_command,  # noqa: E402
+from jack_helpers import (LoopPlayer, have_jackd, jack_server, jackd_command,  # noqa: E402
                           stop_process, wait_for_ports)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -99,7 +99,7 @@ def test_bench_jack_live(tmp_path, record_property, kind, device, ports, policy)
         try:
             ins = sorted(wait_for_ports(server, ports, N_CH, proc=p, timeout_s=300),
                          key=lambda n: int(n.rsplit("_", 1)[1]))
-            player = Player(server, audio, loop=True)
+            player = LoopPlayer(server, audio)
             for i, port in enumerate(ins):
                 for other in player.client.get_all_connections(port):
                     player.client.disconnect(other, port)

@@ -21,6 +21,8 @@ graph order within each cycle, so the timelines line up by frame time alone.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import shutil
 import subprocess
@@ -28,6 +30,10 @@ import time
 import uuid
 
 import numpy as np
+from numba import carray, cfunc, types
+
+from edgemix.rt.jack_cycle import (_address, _float32s, _get_buffer, _int64s, _table,
+                                   _voidptr)
 
 
 def have_jackd() -> bool:
@@ -152,6 +158,64 @@ class Player:
     def close(self):
         self.client.deactivate()
         self.client.close()
+
+
+class LoopPlayer:
+    """Like ``Player(loop=True)`` but its process callback is compiled (Numba ``cfunc``, the
+    JACK backend's own intrinsics): no Python in JACK's cycle, so a benchmark's player cannot
+    be the client that makes the server late.  Silence until ``start()``."""
+
+    def __init__(self, server: str, audio: np.ndarray, name="player"):
+        import jack
+        self.audio = np.ascontiguousarray(audio, dtype=np.float32)
+        self.client = jack.Client(name, no_start_server=True, servername=server)
+        self.ports = [self.client.outports.register(f"out_{i + 1}")
+                      for i in range(self.audio.shape[1])]
+        ffi, lib = jack._ffi, jack._lib
+        self._ports = np.array([int(ffi.cast("uintptr_t", p._ptr)) for p in self.ports],
+                               np.int64)
+        self._state = np.zeros(2, np.int64)  # [playing, position]
+        get_buffer = ctypes.cast(ctypes.CDLL(ctypes.util.find_library("jack")
+                                             or "libjack.so.0").jack_port_get_buffer,
+                                 ctypes.c_void_p).value
+        self._table = np.array([get_buffer, self._ports.ctypes.data, len(self.ports),
+                                self.audio.ctypes.data, self.audio.shape[0],
+                                self._state.ctypes.data], np.int64)
+        jack._check(lib.jack_set_process_callback(
+            self.client._ptr, ffi.cast("JackProcessCallback", _loop_play.address),
+            ffi.cast("void *", self._table.ctypes.data)), "cannot set the player's callback")
+        self.client.activate()
+
+    def start(self):
+        self._state[0] = 1
+
+    def close(self):
+        self.client.deactivate()
+        self.client.close()
+
+
+@cfunc(types.int32(types.uint32, types.voidptr), cache=True)
+def _loop_play(nframes, arg):
+    """The compiled callback of :class:`LoopPlayer`; ``arg``: its table (get_buffer, ports,
+    number of ports, audio, audio frames, state)."""
+    t = carray(_table(arg), (6,))
+    n_ports, length = t[2], t[4]
+    ports = carray(_int64s(t[1]), (n_ports,))
+    audio = carray(_float32s(t[3]), (length, n_ports))
+    state = carray(_int64s(t[5]), (2,))
+    pos = state[1]
+    for k in range(n_ports):
+        buf = carray(_float32s(_address(_get_buffer(t[0], _voidptr(ports[k]), nframes))),
+                     (nframes,))
+        q = pos
+        for n in range(nframes):
+            buf[n] = audio[q, k] if state[0] else 0.0
+            q += 1
+            if q == length:
+                q = 0
+    if state[0]:
+        state[1] = (pos + nframes) % length
+    return 0
 
 
 class Catcher:
