@@ -9,9 +9,10 @@ An xrun is the server's verdict on a whole cycle, and on a shared or virtual mac
 machine itself stalls real-time threads now and then.  So beside edgemix's server, a
 *reference* dummy server with the same settings runs over the same seconds with one C client
 (``jack_simple_client``, no Python at all): its xruns are the machine's floor at that
-moment.  The JACK backend also reports its late cycles (outputs written after the cycle's
-deadline, timed from JACK's cycle start): an xrun without a late cycle of ours was not
-caused by edgemix.
+moment.  The player feeding edgemix is compiled as well (``jack_helpers.LoopPlayer``), and
+the JACK backend's own callback is machine code, so edgemix's share is what it counts
+itself: blocks its DSP worker did not have ready when due (``ours``); ``xruns`` is the
+server's count plus ours.  ``EDGEMIX_BENCH_RING_BLOCKS`` overrides each backend's ring.
 """
 from __future__ import annotations
 
