@@ -300,3 +300,31 @@ def test_jack_server_lost_mid_run_is_said_and_retried_until_it_returns(caplog):
     assert any("cannot reach server" in m and "retrying in 0.2 s" in m for m in said), said
     assert all("\n" not in m for m in said)
     assert result["retries"] >= 2 and result["audio_errors"] == 0
+
+
+def test_a_failing_audio_thread_is_said_and_the_stream_reopened(caplog):
+    """A bug that raises in the DSP worker (here: on its 300th block) must not leave a dead
+    thread behind a stream that plays silence: one line says so and the backend re-opens."""
+    import logging
+    from edgemix.console import Console
+    from edgemix.rt.jack_backend import JackBackend
+    from edgemix.rt.runner import Runner
+    from jack_helpers import jack_server
+    caplog.set_level(logging.WARNING, logger="edgemix.rt")
+    with jack_server(rate=FS, period=BLOCK, capture=2, playback=2) as name:
+        b = JackBackend(2, FS, BLOCK, server=name, client_name="edgemix-bug-test")
+        r = Runner(Console(FS, BLOCK, 2, 1), b, rt_priority=False, retry_s=0.1)
+        process, calls = r.process, [0]
+
+        def buggy(x, out):
+            calls[0] += 1
+            if calls[0] == 300:
+                raise RuntimeError("boom")
+            process(x, out)
+        r.process = buggy
+        st = r.run(duration_s=2.0)
+    said = [rec.getMessage() for rec in caplog.records]
+    assert any("audio device lost (the jack audio thread stopped (RuntimeError: boom))" in m
+               for m in said), said
+    # the re-opened stream went on: most of the 2 s were processed
+    assert st["blocks"] > 0.6 * 2.0 * FS / BLOCK and calls[0] > 600

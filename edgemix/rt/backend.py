@@ -11,6 +11,10 @@ Lifecycle (owner thread): ``open(runner)`` -> ``start()`` -> ... -> ``stop()`` -
 """
 from __future__ import annotations
 
+import logging
+
+log = logging.getLogger("edgemix.rt")
+
 
 class DeviceError(ValueError):
     """An audio device or server cannot be used; the message is one line naming the fix."""
@@ -55,6 +59,17 @@ class Backend:
 
     def close(self) -> None:
         pass
+
+    def guarded(self, work) -> None:
+        """Run ``work``, a backend's audio-thread body.  An exception there (a bug, never a
+        user's mistake) must not leave a dead thread behind a stream that only plays
+        silence: it marks the backend ``lost`` with a one-line reason, so the runner says
+        so and re-opens, and the traceback goes to the debug log."""
+        try:
+            work()
+        except Exception as e:
+            log.debug("audio thread of %s stopped", self.name, exc_info=True)
+            self.lost = f"the {self.name} audio thread stopped ({e.__class__.__name__}: {e})"
 
     def info(self) -> dict:
         """Machine-readable description (for ``--json``)."""

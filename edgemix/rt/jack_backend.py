@@ -205,7 +205,8 @@ class JackBackend(Backend):
     def start(self) -> None:
         self._stop.clear()
         self._ready.clear()
-        self._worker = threading.Thread(target=self._work, name="edgemix-dsp", daemon=True)
+        self._worker = threading.Thread(target=self.guarded, args=(self._work,),
+                                        name="edgemix-dsp", daemon=True)
         self._worker.start()
         # the worker's scheduling is settled before the first period can wait for it
         self._ready.wait(WORKER_START_S)

@@ -202,7 +202,8 @@ class RtmixerBackend(Backend):
             raise DeviceError(f"cannot start {self.dev['name']!r} ({e}): is the device "
                               "still there?") from None
         self._stop.clear()
-        self._worker = threading.Thread(target=self._work, name="edgemix-dsp", daemon=True)
+        self._worker = threading.Thread(target=self.guarded, args=(self._work,),
+                                        name="edgemix-dsp", daemon=True)
         self._worker.start()
 
     def stop(self) -> None:
