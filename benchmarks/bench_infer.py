@@ -40,8 +40,8 @@ def test_decision_32ch_numba_kernel_only(benchmark):
     b = infer.load(MODELS / "student.npz")
     x, m = _inputs()
     benchmark.group = "inference, 32 channels, one decision"
-    benchmark(_student_forward, x, m, b.flat_weights, b.sizes, b.scratch, b.params01,
-              b.role_logits)
+    benchmark(_student_forward, x, m, b.flat_weights, b.sizes, b.skip_rows, b.scratch,
+              b.params01, b.role_logits)
     assert np.all(np.isfinite(b.params01))
 
 

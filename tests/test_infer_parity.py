@@ -176,9 +176,9 @@ def test_the_mix_context_matters(tiny_model):
 
 
 @numba.njit
-def _caller(features, mask, flat, sizes, scratch, p, r, repeats):
+def _caller(features, mask, flat, sizes, skip_rows, scratch, p, r, repeats):
     for _ in range(repeats):
-        _student_forward(features, mask, flat, sizes, scratch, p, r)
+        _student_forward(features, mask, flat, sizes, skip_rows, scratch, p, r)
     return p[0, 0]
 
 
@@ -189,7 +189,7 @@ def test_kernel_callable_from_another_njit_function(tiny_model):
     want = b.predict(x, m)[0].copy()
     p = np.zeros_like(b.params01)
     r = np.zeros_like(b.role_logits)
-    _caller(x, m, b.flat_weights, b.sizes, b.scratch.copy(), p, r, 3)
+    _caller(x, m, b.flat_weights, b.sizes, b.skip_rows, b.scratch.copy(), p, r, 3)
     np.testing.assert_array_equal(p, want)
 
 
@@ -208,3 +208,24 @@ def test_outputs_are_preallocated(tiny_model):
     p1, r1 = b.predict(x, m)
     p2, r2 = b.predict(x, m)
     assert p1 is p2 and r1 is r2 and p1 is b.params01
+
+
+def test_kernel_allocates_nothing_per_decision(tiny_model):
+    """The kernel runs on the control thread every hop: no heap allocation inside it (the
+    skip rows are found at load).  Counted by Numba's runtime: one call and six calls from
+    an @njit loop must allocate the same (the boxing of the arguments only)."""
+    from numba.core.runtime import _nrt_python, rtsys
+    b = infer.load(tiny_model[0])
+    x, m = random_inputs(np.random.default_rng(8), 7)
+    args = (x, m, b.flat_weights, b.sizes, b.skip_rows, b.scratch, b.params01, b.role_logits)
+    _caller(*args, 1)  # compiled before counting
+    _nrt_python.memsys_enable_stats()
+    try:
+        counts = []
+        for repeats in (1, 6):
+            before = rtsys.get_allocation_stats().alloc
+            _caller(*args, repeats)
+            counts.append(rtsys.get_allocation_stats().alloc - before)
+    finally:
+        _nrt_python.memsys_disable_stats()
+    assert counts[0] == counts[1], f"allocations per call: {counts[1] - counts[0]} / 5"
