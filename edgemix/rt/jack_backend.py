@@ -66,18 +66,29 @@ WORKER_START_S = 2.0
 _SEM_BYTES = 64
 
 
-def _libc_semaphores():
-    """(sem_init, sem_wait, sem_post address, sem_destroy) from the C library."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    for name in ("sem_init", "sem_wait", "sem_post", "sem_destroy"):
-        fn = getattr(libc, name)
-        fn.restype = ctypes.c_int
-    libc.sem_init.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint]
-    libc.sem_wait.argtypes = [ctypes.c_void_p]
-    libc.sem_post.argtypes = [ctypes.c_void_p]
-    libc.sem_destroy.argtypes = [ctypes.c_void_p]
-    post = ctypes.cast(libc.sem_post, ctypes.c_void_p).value
-    return libc.sem_init, libc.sem_wait, post, libc.sem_destroy, libc.sem_post
+class _Semaphore:
+    """A POSIX unnamed semaphore in memory we own: the compiled callback posts it (through
+    ``post_address``), the worker waits on it (ctypes lets go of the GIL meanwhile)."""
+
+    def __init__(self):
+        libc = ctypes.CDLL(None, use_errno=True)
+        self._init, self.wait_fn, self._post, self._destroy = (
+            libc.sem_init, libc.sem_wait, libc.sem_post, libc.sem_destroy)
+        for fn in (self._init, self.wait_fn, self._post, self._destroy):
+            fn.restype = ctypes.c_int
+            fn.argtypes = [ctypes.c_void_p]
+        self._init.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint]
+        self.post_address = ctypes.cast(self._post, ctypes.c_void_p).value
+        self._mem = np.zeros(_SEM_BYTES, np.uint8)
+        self.address = self._mem.ctypes.data
+        if self._init(self.address, 0, 0) != 0:
+            raise DeviceError(f"cannot create a semaphore (errno {ctypes.get_errno()})")
+
+    def post(self) -> None:
+        self._post(self.address)
+
+    def destroy(self) -> None:
+        self._destroy(self.address)
 
 
 class JackBackend(Backend):
@@ -113,8 +124,7 @@ class JackBackend(Backend):
         self.cycle_timer = BlockTimer()
         self.rings: jc.CycleRings | None = None
         self._frames = 0
-        self._sem = np.zeros(_SEM_BYTES, np.uint8)
-        self._sem_live = False
+        self._sem: _Semaphore | None = None
         self._worker = None
         self._stop = threading.Event()
         self._ready = threading.Event()
@@ -171,18 +181,14 @@ class JackBackend(Backend):
         """The semaphore, the rings and the callback's table (before activation)."""
         ffi = jack._ffi
         self._frames = int(frames)
-        sem_init, self._sem_wait, sem_post, self._sem_destroy, self._sem_post = \
-            _libc_semaphores()
-        if not self._sem_live:
-            if sem_init(self._sem.ctypes.data, 0, 0) != 0:
-                raise DeviceError(f"cannot create a semaphore (errno {ctypes.get_errno()})")
-            self._sem_live = True
+        if self._sem is None:
+            self._sem = _Semaphore()
         # the library JACK-Client loaded (dlopen hands out the same one again), through
         # ctypes: JACK-Client's cffi declarations leave out jack_get_cycle_times
         libjack = ctypes.CDLL(ctypes.util.find_library("jack") or "libjack.so.0")
         functions = {name: ctypes.cast(getattr(libjack, name), ctypes.c_void_p).value
                      for name in jc.FUNCTIONS if name != "sem_post"}
-        functions["sem_post"] = sem_post
+        functions["sem_post"] = self._sem.post_address
         # the worker sits just below JACK's own process thread, which must never wait for
         # it (JACK runs its clients at the server's -P minus 5: 75 at -P 80, 5 by default)
         libjack.jack_client_real_time_priority.restype = ctypes.c_int
@@ -199,7 +205,7 @@ class JackBackend(Backend):
             self.n_inputs, self._frames,
             max(self.ring_blocks + 3, int(np.ceil(INPUT_RING_S / period_s))), self.ring_blocks,
             ports=[int(ffi.cast("uintptr_t", p._ptr)) for p in ports],
-            client=int(ffi.cast("uintptr_t", self.client._ptr)), sem=self._sem.ctypes.data,
+            client=int(ffi.cast("uintptr_t", self.client._ptr)), sem=self._sem.address,
             functions=functions, timer=self.cycle_timer)
 
     def start(self) -> None:
@@ -232,7 +238,7 @@ class JackBackend(Backend):
     def _stop_worker(self) -> None:
         self._stop.set()
         if self._worker is not None:
-            self._sem_post(self._sem.ctypes.data)
+            self._sem.post()
             self._worker.join()
             self._worker = None
 
@@ -252,9 +258,9 @@ class JackBackend(Backend):
             except Exception:
                 pass
             self.client = None
-        if self._sem_live:
-            self._sem_destroy(self._sem.ctypes.data)
-            self._sem_live = False
+        if self._sem is not None:
+            self._sem.destroy()
+            self._sem = None
 
     def info(self) -> dict:
         d = super().info()
@@ -280,7 +286,7 @@ class JackBackend(Backend):
         count, slots = rings.count, rings.slots
         ins, outs = rings.in_blocks, rings.out_blocks
         in_tag, out_tag = rings.in_tag, rings.out_tag
-        wait, sem = self._sem_wait, self._sem.ctypes.data
+        wait, sem = self._sem.wait_fn, self._sem.address
         process, stop = self.runner.process, self._stop
         claim, release = jc.claim_block, jc.release_block
         while not stop.is_set():

@@ -9,11 +9,12 @@ What it does around a stream, in order (DESIGN.md, real-time rules):
 3. shorten the interpreter's GIL switch interval (``GIL_SWITCH_S``) so the audio callback
    never queues behind another Python thread for long;
 4. lock the process's memory (``mlockall``), pin the audio thread to a CPU and ask for
-   SCHED_FIFO where the OS allows, with one clear warning where it does not; once the audio
-   thread's priority is known (JACK chooses its own), put every other Python thread of the
-   run -- the owner's wait loop, the control thread, the recorder's writer -- at SCHED_FIFO
-   just below it, so none of them can be preempted by an ordinary process while holding
-   the GIL the callback needs (:mod:`edgemix.rt.rtsched`);
+   SCHED_FIFO where the OS allows, with one clear warning where it does not (the JACK backend
+   asks for one step below JACK's own thread); once the audio thread's priority is known,
+   put every other Python thread of the run -- the owner's wait loop, the control thread,
+   the recorder's writer -- at SCHED_FIFO just below it, so none of them can be preempted
+   by an ordinary process while holding the GIL the audio thread needs
+   (:mod:`edgemix.rt.rtsched`);
 5. time every block into a preallocated ring (:class:`~edgemix.rt.timing.BlockTimer`) and
    count late blocks and the backend's xruns;
 6. hand every input block to the control path through a preallocated ring (one kernel
