@@ -30,8 +30,8 @@ import uuid
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
-from jack_helpers import (LoopPlayer, have_jackd, jack_server, jackd_command,  # noqa: E402
-                          stop_process, wait_for_ports)
+from jack_helpers import (LoopPlayer, connect, have_jackd, jack_server,  # noqa: E402
+                          jackd_command, stop_process, wait_for_ports)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FS, BLOCK, N_CH = 48000, 64, 16
@@ -104,7 +104,7 @@ def test_bench_jack_live(tmp_path, record_property, kind, device, ports, policy)
             for i, port in enumerate(ins):
                 for other in player.client.get_all_connections(port):
                     player.client.disconnect(other, port)
-                player.client.connect(player.ports[i], port)
+                connect(player.client, player.ports[i], port)
             player.start()
             ref0 = ref_xruns()
             out, err = p.communicate(timeout=SECONDS + 60)

@@ -117,9 +117,8 @@ class _PortBuffers:
 class Player:
     """A JACK client that plays ``audio`` ((frames, channels) float32) once, from ``start()``."""
 
-    def __init__(self, server: str, audio: np.ndarray, name="player", loop=False):
+    def __init__(self, server: str, audio: np.ndarray, name="player"):
         import jack
-        self.loop = loop
         self.audio = np.ascontiguousarray(audio, dtype=np.float32)
         self.client = jack.Client(name, no_start_server=True, servername=server)
         self.ports = [self.client.outports.register(f"out_{i + 1}")
@@ -147,10 +146,7 @@ class Player:
             a[n:] = 0.0
         self.pos += n
         if self.pos >= self.audio.shape[0]:
-            if self.loop:
-                self.pos = 0
-            else:
-                self.done = True
+            self.done = True
 
     def start(self):
         self.playing = True
@@ -161,7 +157,7 @@ class Player:
 
 
 class LoopPlayer:
-    """Like ``Player(loop=True)`` but its process callback is compiled (Numba ``cfunc``, the
+    """A :class:`Player` that loops, with a compiled process callback (Numba ``cfunc``, the
     JACK backend's own intrinsics): no Python in JACK's cycle, so a benchmark's player cannot
     be the client that makes the server late.  Silence until ``start()``."""
 
@@ -254,6 +250,22 @@ class Catcher:
     def close(self):
         self.client.deactivate()
         self.client.close()
+
+
+def connect(client, src, dst, timeout_s=30.0) -> None:
+    """``client.connect(src, dst)``, retried until it takes: a client's ports are visible
+    as soon as it registers them, but JACK refuses connections to them until the client is
+    activated (edgemix sets up its rings and worker in between)."""
+    import jack
+    t_end = time.monotonic() + timeout_s
+    while True:
+        try:
+            client.connect(src, dst)
+            return
+        except jack.JackError:
+            if time.monotonic() > t_end:
+                raise
+            time.sleep(0.05)
 
 
 def wait_for_ports(server: str, pattern: str, count: int, timeout_s=30.0, proc=None):

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from jack_helpers import Catcher, Player, have_jackd, jack_server, wait_for_ports
+from jack_helpers import Catcher, Player, connect, have_jackd, jack_server, wait_for_ports
 
 pytestmark = [pytest.mark.jack,
               pytest.mark.skipif(not have_jackd(), reason="jackd not installed "
@@ -128,9 +128,9 @@ def run_live(server, tmp_path, kind, device, in_pattern, out_pattern):
         for i, port in enumerate(ins):
             for other in c.get_all_connections(port):  # PortAudio connects system:capture_*
                 c.disconnect(other, port)
-            c.connect(player.ports[i], port)
+            connect(c, player.ports[i], port)
         for port, mine in zip(outs, catcher.ports):
-            c.connect(port, mine)
+            connect(c, port, mine)
         time.sleep(0.3)
         catcher.start()
         time.sleep(0.1)
