@@ -128,22 +128,10 @@ def _dense(src, n_in, w, w_off, bias, n_out, dst, n_rows, relu):
             x3a, x3b = s3[i], s3[i + 1]
             for j in range(n_out):
                 ua, ub = wa[j], wb[j]
-                v = d0[j]
-                v += x0a * ua
-                v += x0b * ub
-                d0[j] = v
-                v = d1[j]
-                v += x1a * ua
-                v += x1b * ub
-                d1[j] = v
-                v = d2[j]
-                v += x2a * ua
-                v += x2b * ub
-                d2[j] = v
-                v = d3[j]
-                v += x3a * ua
-                v += x3b * ub
-                d3[j] = v
+                d0[j] = d0[j] + x0a * ua + x0b * ub
+                d1[j] = d1[j] + x1a * ua + x1b * ub
+                d2[j] = d2[j] + x2a * ua + x2b * ub
+                d3[j] = d3[j] + x3a * ua + x3b * ub
         for i in range(n_in_full, n_in):
             wr = w[w_off + i * n_out:w_off + (i + 1) * n_out]
             x0, x1, x2, x3 = s0[i], s1[i], s2[i], s3[i]
