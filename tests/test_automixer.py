@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import time
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from edgemix import params as P
 from edgemix.dsp import automixer as A
 from edgemix.dsp.automixer import GainSharingAutomixer
+from tests.alloc_helpers import heap_bytes
 from tests.reference.automixer_ref import automix_reference
 
 FS = 16000
@@ -262,18 +262,9 @@ def test_bad_input_is_a_clear_value_error():
 def test_no_allocation_after_warmup():
     am = GainSharingAutomixer(48000, 8, members=range(8))
     buf = (np.random.default_rng(0).standard_normal((8, 64)) * 0.1).astype(np.float32)
-    am.process_inplace(buf)
-    tracemalloc.start()
-    try:
-        base, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        for _ in range(500):
-            am.process_inplace(buf)
-        cur, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert cur - base < 256
-    assert peak - base < 2048
+    transient, retained = heap_bytes(lambda: am.process_inplace(buf), 500)
+    assert retained < 256, retained
+    assert transient < 2048, transient
 
 
 def test_cost_per_64_frame_block(record_property):

@@ -1,13 +1,13 @@
 """The console engine: reference equivalence, block-size invariance, reset, guard,
 no allocation, pan law, smoothing, sends, bypass and validation."""
 import math
-import tracemalloc
 
 import numpy as np
 import pytest
 
 from edgemix import params as P
 from edgemix.console import Console
+from tests.alloc_helpers import heap_bytes
 from tests.reference.strip_ref import strip
 
 FS = 48000.0
@@ -157,22 +157,12 @@ def test_no_allocation_in_the_block_path():
     x = _signal(frames, 32)
     out = np.empty((frames, 2), np.float32)
     c.warmup()
-    for _ in range(50):
-        c.process(x, out=out)
-    tracemalloc.start()
-    try:
-        before, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        for _ in range(3000):
-            c.process(x, out=out)
-        after, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert after - before < 256, f"{after - before} bytes kept"
+    transient, retained = heap_bytes(lambda: c.process(x, out=out), 3000, warmup=50)
+    assert retained < 256, f"{retained} bytes kept"
     # An input copy would be 128 KiB, an output array 8 KiB, a work buffer more: nothing of
     # the kind happens.  What remains is the fixed cost of one Python call into the kernel
     # (the argument tuple), freed at once and independent of frames and channels.
-    assert peak - before < 4096, f"{peak - before} bytes allocated inside process()"
+    assert transient < 4096, f"{transient} bytes allocated inside process()"
 
 
 @pytest.mark.parametrize("pan", [-1.0, -0.5, 0.0, 0.3, 1.0])

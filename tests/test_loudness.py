@@ -4,7 +4,6 @@ whole-signal reference (tests/reference/loudness_ref.py), pyloudnorm, and the EB
 from __future__ import annotations
 
 import math
-import tracemalloc
 
 import numba
 import numpy as np
@@ -16,6 +15,7 @@ from edgemix.dsp import loudness as L
 from edgemix.dsp.loudness import LoudnessMeter, k_weighting_coefficients, loudness_process
 from reference import ebu_signals as ebu
 from reference import loudness_ref as ref
+from tests.alloc_helpers import heap_bytes
 
 RATES = (44100, 48000, 96000)
 
@@ -359,20 +359,11 @@ def test_public_process_does_not_allocate():
     m = LoudnessMeter(fs, 2)
     block = np.ascontiguousarray(0.1 * np.random.default_rng(0).standard_normal((4096, 2)),
                                  dtype=np.float32)
-    for _ in range(20):  # warm-up: compile and cross many hops
-        m.process(block)
-    tracemalloc.start()
-    try:
-        base, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        for _ in range(300):
-            m.process(block)
-        current, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    # warm-up: compile and cross many hops
+    transient, retained = heap_bytes(lambda: m.process(block), 300, warmup=20)
     # a copy of one block would be 32 KiB (float32) or 64 KiB (float64)
-    assert current - base < 1024
-    assert peak - base < 4096
+    assert retained < 1024, retained
+    assert transient < 4096, transient
 
 
 def test_kernel_runs_inside_another_njit_function():

@@ -3,13 +3,13 @@ references, ballistics against their formulas, streaming properties."""
 from __future__ import annotations
 
 import math
-import tracemalloc
 
 import numpy as np
 import pytest
 
 from edgemix.dsp import meters as M
 from edgemix.dsp.meters import CorrelationMeter, PeakMeter, RmsMeter
+from tests.alloc_helpers import heap_bytes
 
 FS = 48000
 
@@ -239,19 +239,9 @@ def test_long_silence_flushes_state_to_zero():
 def test_public_process_does_not_allocate(meter):
     block = np.ascontiguousarray(0.1 * np.random.default_rng(0).standard_normal((4096, 2)),
                                  dtype=np.float32)
-    for _ in range(5):
-        meter.process(block)
-    tracemalloc.start()
-    try:
-        base, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        for _ in range(300):
-            meter.process(block)
-        current, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert current - base < 1024
-    assert peak - base < 4096  # one copied block would be 32 KiB
+    transient, retained = heap_bytes(lambda: meter.process(block), 300)
+    assert retained < 1024, retained
+    assert transient < 4096, transient  # one copied block would be 32 KiB
 
 
 def test_bad_input_raises_clear_errors():

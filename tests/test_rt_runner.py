@@ -19,6 +19,7 @@ from edgemix.rt.ring import FrameRing
 from edgemix.rt.runner import Runner
 from edgemix.rt.timing import BlockTimer
 from edgemix.session import load_session
+from tests.alloc_helpers import heap_bytes
 
 FS = 48000
 
@@ -293,23 +294,6 @@ def test_rule_policy_drives_the_console_and_manual_wins(tmp_path):
     assert not np.array_equal(cp[0], base[0])                        # automation 1 moved
 
 
-def _peak_bytes(f, n=2000):
-    import tracemalloc
-    for _ in range(50):
-        f()
-    tracemalloc.start()
-    before = tracemalloc.take_snapshot()
-    base, _ = tracemalloc.get_traced_memory()
-    tracemalloc.reset_peak()
-    for _ in range(n):
-        f()
-    _, peak = tracemalloc.get_traced_memory()
-    after = tracemalloc.take_snapshot()
-    tracemalloc.stop()
-    grown = sum(s.size_diff for s in after.compare_to(before, "filename") if s.size_diff > 0)
-    return peak - base, grown
-
-
 def test_audio_path_does_not_allocate(tmp_path):
     """Runner.process = Console.process + control-ring push + recorder push + timing.
     Against the console alone, the runner's part leaves nothing behind over 1000 blocks and
@@ -326,12 +310,8 @@ def test_audio_path_does_not_allocate(tmp_path):
     r.warmup()
     x = np.random.default_rng(0).standard_normal((64, 8)).astype(np.float32) * 0.1
     y = np.zeros((64, 2), np.float32)
-    # tracemalloc's peak counts every thread of the process (a thread left behind by an
-    # earlier test allocating once would land here): the least of three windows each
-    console_peak = min(_peak_bytes(lambda: c.process(x, out=y), 1000)[0] for _ in range(3))
-    runs = [_peak_bytes(lambda: r.process(x, y), 1000) for _ in range(3)]
-    runner_peak = min(p for p, _ in runs)
-    grown = min(g for _, g in runs)
+    console_peak, _ = heap_bytes(lambda: c.process(x, out=y), 1000, warmup=50)
+    runner_peak, grown = heap_bytes(lambda: r.process(x, y), 1000, warmup=50)
     assert grown < 4096, grown
     # a (64, 2) float32 array alone is 512 bytes of data plus its header
     assert runner_peak - console_peak < 512, (runner_peak, console_peak)

@@ -3,7 +3,6 @@ signals (EBU Tech 3341), an independent oversampler, streaming and real-time rul
 from __future__ import annotations
 
 import math
-import tracemalloc
 
 import numba
 import numpy as np
@@ -13,6 +12,7 @@ from edgemix.dsp import truepeak as T
 from edgemix.dsp.truepeak import (ANNEX2_COEFFICIENTS, TruePeakMeter, interpolator_for_rate,
                                   make_state, oversampling_for_rate, true_peak_dbtp,
                                   truepeak_push, windowed_sinc_phases)
+from tests.alloc_helpers import heap_bytes
 from tests.reference.truepeak_ref import (estimates_ref, prototype_from_phases,
                                           true_peak_resampled_db)
 
@@ -253,19 +253,10 @@ def test_bad_input_names_the_fix():
 def test_process_allocates_nothing_after_warmup():
     m = TruePeakMeter(FS, 2)
     block = np.random.default_rng(5).standard_normal((1024, 2)).astype(np.float32)
-    m.process(block)
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        for _ in range(200):
-            m.process(block)
-        current, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    transient, retained = heap_bytes(lambda: m.process(block), 200)
     # a 1024-frame stereo block is 8 KiB: any audio-sized allocation would show
-    assert peak - base < 2048
-    assert current - base < 1024
+    assert transient < 2048, transient
+    assert retained < 1024, retained
 
 
 def test_state_helper_shape():
