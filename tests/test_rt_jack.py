@@ -241,6 +241,19 @@ def test_portaudio_rtmixer_on_jack_host_api(server, tmp_path):
     check_live(r)
 
 
+def test_devices_lists_the_running_jack_server(server):
+    from click.testing import CliRunner
+    from edgemix.rt.commands import devices_command
+    res = CliRunner().invoke(devices_command, ["--json", "--server", server])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["jack"]["sample_rate_hz"] == FS and out["jack"]["block_size"] == BLOCK
+    assert len(out["jack"]["capture"]) == 16 and len(out["jack"]["playback"]) == 2
+    res = CliRunner().invoke(devices_command, ["--server", server])
+    assert res.exit_code == 0, res.output
+    assert f"JACK: {FS} Hz, {BLOCK} frames; 16 capture and 2 playback ports" in res.stdout
+
+
 @pytest.mark.parametrize("device, n, words", [
     ("system", 20, ["has 16 inputs", "needs 20"]),
     ("no-such-card", 2, ["unknown audio device", "no-such-card", "edgemix devices"]),

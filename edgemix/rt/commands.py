@@ -104,7 +104,8 @@ def build_runner(session: Session, *, record_dir=None, server: str | None = None
 
 @click.command("devices")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def devices_command(as_json):
+@click.option("--server", default=None, help="JACK server name (default: JACK_DEFAULT_SERVER)")
+def devices_command(as_json, server):
     """List PortAudio devices and, when a JACK server runs, its ports."""
     _setup_logging()
     out = {"portaudio": [], "jack": None}
@@ -114,8 +115,9 @@ def devices_command(as_json):
     except DeviceError as e:
         out["portaudio_error"] = str(e)
     try:
-        import jack
-        c = jack.Client("edgemix-devices", no_start_server=True)
+        from edgemix.rt.jack_backend import import_jack
+        jack = import_jack()  # libjack's own stderr complaints go to the log
+        c = jack.Client("edgemix-devices", no_start_server=True, servername=server)
         try:
             out["jack"] = {"sample_rate_hz": c.samplerate, "block_size": c.blocksize,
                            "capture": [p.name for p in c.get_ports(is_physical=True,
@@ -131,6 +133,8 @@ def devices_command(as_json):
         return
     if "portaudio_error" in out:
         click.echo(f"PortAudio: {out['portaudio_error']}")
+    elif not out["portaudio"]:
+        click.echo("PortAudio: no devices")
     for d in out["portaudio"]:
         click.echo(f"{d['index']:3d}  {d['name']} ({d['hostapi']}): "
                    f"{d['max_input_channels']} in, {d['max_output_channels']} out, "

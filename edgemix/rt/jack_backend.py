@@ -40,7 +40,7 @@ from edgemix.rt.timing import BlockTimer
 log = logging.getLogger("edgemix.rt")
 
 
-def _import_jack():
+def import_jack():
     try:
         import jack  # noqa: F401  (JACK-Client)
     except (ImportError, OSError) as e:
@@ -145,7 +145,7 @@ class JackBackend(Backend):
     # ---- owner thread ---------------------------------------------------------------------
     def open(self, runner) -> None:
         super().open(runner)
-        jack = _import_jack()
+        jack = import_jack()
         self.finished = False
         try:
             self.client = jack.Client(self.client_name, no_start_server=True,
