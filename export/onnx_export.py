@@ -12,14 +12,14 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edgemix.infer.base import MAX_CHANNELS
-from edgemix.infer.weights import sizes_of, validate
+from edgemix.infer.weights import Z_LIMIT, sizes_of, validate
 
 #: ONNX opset the file declares (ReduceMax takes ``axes`` as an attribute up to 17).
 OPSET = 17
 #: Nodes that stay float32 in the int8 model: the input standardisation (features of
 #: different units cannot share one int8 scale before it) and the mask arithmetic.
-FLOAT_FRONT_NODES = ("z_scaled", "z", "mask_sum", "mask_den", "mean_w", "mean_w_row",
-                     "mask_col", "skip", "params_spanned", "params_sum", "params")
+FLOAT_FRONT_NODES = ("z_scaled", "z_unclipped", "z", "mask_sum", "mask_den", "mean_w",
+                     "mean_w_row", "mask_col", "skip", "params_spanned", "params_sum", "params")
 #: IR version pinned so older ONNX Runtime builds on boards accept the file.
 IR_VERSION = 8
 
@@ -39,6 +39,8 @@ def build_onnx(weights: dict, doc: str = "edgemix student") -> onnx.ModelProto:
               "ctx_b", "mix_w", "mix_ctx_w", "mix_b", "param_w", "param_b", "role_w", "role_b",
               "skip_w", "skip_b", "out_span"):
         const(k, weights[k])
+    const("z_lo", -Z_LIMIT)
+    const("z_hi", Z_LIMIT)
     const("zero_s", 0.0)
     const("one_s", 1.0)
     const("one", [1.0])
@@ -52,7 +54,8 @@ def build_onnx(weights: dict, doc: str = "edgemix student") -> onnx.ModelProto:
 
     nodes = [
         n("Mul", ["features", "in_scale"], ["z_scaled"]),
-        n("Add", ["z_scaled", "in_shift"], ["z"]),
+        n("Add", ["z_scaled", "in_shift"], ["z_unclipped"]),
+        n("Clip", ["z_unclipped", "z_lo", "z_hi"], ["z"]),
         n("Gemm", ["z", "enc1_w", "enc1_b"], ["h1_lin"]),
         n("Relu", ["h1_lin"], ["h1"]),
         n("Gemm", ["h1", "enc2_w", "enc2_b"], ["h2_lin"]),

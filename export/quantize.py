@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgemix.infer.weights import WEIGHT_NAMES
+from edgemix.infer.weights import WEIGHT_NAMES, Z_LIMIT
 
 
 def intermediates(weights: dict, features: np.ndarray, mask: np.ndarray) -> dict:
@@ -23,7 +23,7 @@ def intermediates(weights: dict, features: np.ndarray, mask: np.ndarray) -> dict
     x = np.asarray(features, np.float64)
     m = np.asarray(mask, np.float64)[..., None]
     t = {}
-    t["z"] = x * w["in_scale"] + w["in_shift"]
+    t["z"] = np.clip(x * w["in_scale"] + w["in_shift"], -Z_LIMIT, Z_LIMIT)
     t["h1"] = np.maximum(t["z"] @ w["enc1_w"] + w["enc1_b"], 0)
     t["h2"] = np.maximum(t["h1"] @ w["enc2_w"] + w["enc2_b"], 0)
     t["mean_w"] = m / np.maximum(m.sum(axis=1, keepdims=True), 1.0)
@@ -46,10 +46,11 @@ def intermediates(weights: dict, features: np.ndarray, mask: np.ndarray) -> dict
 CALIBRATION_QUANTILE = 1e-4
 
 
-#: Tensors whose range is the exact min..max: the standardised input, where the rare
-#: extremes are channels that have not played yet (loudness features near the floor;
-#: clipping them cost up to 7 dB of trim), and the mix context, one row per session, whose
-#: extremes are the sessions of a single channel (clipping them cost 1.2 dB of EQ gain).
+#: Tensors whose range is the exact min..max: the standardised input (-1..1, where the
+#: network clips it: export/model.py; its rare extremes are channels that have not played
+#: yet, and clipping them inside that range cost up to 7 dB of trim), and the mix context,
+#: one row per session, whose extremes are the sessions of a single channel (clipping them
+#: cost 1.2 dB of EQ gain).
 EXACT_RANGES = ("z", "ctx")
 
 #: A weight row whose largest magnitude is below this share of the matrix's is a dead unit.
@@ -153,7 +154,8 @@ def equalise(weights: dict, features: np.ndarray, mask: np.ndarray) -> dict:
     2019, "Data-free quantization through weight equalization and bias correction", sec.
     4.1; here the activation side only: the weights the int8 file uses are the float
     model's own, :func:`round_weights`).  ``s_i`` = the tensor's calibrated top / the
-    unit's, at most :data:`EQUALISE_MAX_GAIN`; dead units are left alone.  ``h2`` and the
+    unit's, at most :data:`EQUALISE_MAX_GAIN`; dead units are left alone.  The input is
+    already equalised: every feature spans -1..1 (export/model.py).  ``h2`` and the
     context share one target (they share one scale in the int8 graph); the pooled mean and
     max of ``h2`` scale with it.
     """
@@ -170,15 +172,8 @@ def equalise(weights: dict, features: np.ndarray, mask: np.ndarray) -> dict:
         return np.where(live, np.clip(target / np.where(live, top, 1.0), 1.0,
                                       EQUALISE_MAX_GAIN), 1.0)
 
-    # the input: each feature's whole calibrated range onto -1..1 (EXACT_RANGES)
-    z = t["z"][present]
-    lo, hi = z.min(axis=0), z.max(axis=0)
-    half = np.maximum(0.5 * (hi - lo), 1e-6)
-    mid = 0.5 * (hi + lo)
-    w["enc1_b"] = w["enc1_b"] + mid @ w["enc1_w"]
-    w["enc1_w"] = w["enc1_w"] * half[:, None]
-    w["in_scale"] = w["in_scale"] / half
-    w["in_shift"] = (w["in_shift"] - mid) / half
+    # (the input needs nothing: the standardisation maps each feature's whole range onto
+    # the clip's -1..1, export/model.py:Student.fit_standardisation)
     top_h1, top_h2, top_ctx, top_g = tops("h1"), tops("h2"), tops("ctx"), tops("g")
     s1 = gains(top_h1, top_h1.max())
     s2 = gains(top_h2, max(top_h2.max(), top_ctx.max()))

@@ -7,8 +7,8 @@ TILE, QUANTIZE / DEQUANTIZE.  I/O is float32 in both files: ``features (32, F)``
 -> ``params (32, P)``, ``role_logits (32, R)``.
 
 The int8 file (see :mod:`export.quantize` for the scheme): the input standardisation
-``x * in_scale + in_shift`` and the masked-mean weights ``mask / max(sum(mask), 1)`` are
-computed in float32 at the very front (features of different units cannot share one int8
+``clip(x * in_scale + in_shift, -1, 1)`` and the masked-mean weights
+``mask / max(sum(mask), 1)`` are computed in float32 at the very front (features of different units cannot share one int8
 scale before they are standardised), then QUANTIZE; every FullyConnected, Mul, Sum,
 ReduceMax, Concatenation and Add after that runs in int8 with int8 weights
 (per-channel) and int32 biases; DEQUANTIZE hands the parameter head's output back in float32 to the tail, which is
@@ -23,7 +23,7 @@ import numpy as np
 import tflite
 
 from edgemix.infer.base import MAX_CHANNELS
-from edgemix.infer.weights import sizes_of, validate
+from edgemix.infer.weights import Z_LIMIT, sizes_of, validate
 from export.quantize import (HEAD, activation_qparams, fold_head_ranges, quantise_bias,
                              quantise_weights_per_channel)
 
@@ -274,8 +274,15 @@ def _build(weights: dict, ranges: dict | None) -> _Graph:
     sh = g.tensor("in_shift", [s["F"]], F32, weights["in_shift"])
     zs = g.tensor("z_scaled", [c, s["F"]])
     g.op(OP.MUL, [feats, sc], [zs], *_act_options("mul"))
+    zu = g.tensor("z_unclipped", [c, s["F"]])
+    g.op(OP.ADD, [zs, sh], [zu], *_act_options("add"))
+    # clipped to -1..1 (edgemix/infer/weights.py): MAXIMUM and MINIMUM with scalar constants
+    z_lo = g.tensor("z_lo", [1, 1], F32, [[-Z_LIMIT]])
+    z_hi = g.tensor("z_hi", [1, 1], F32, [[Z_LIMIT]])
+    zl = g.tensor("z_lower", [c, s["F"]])
+    g.op(OP.MAXIMUM, [zu, z_lo], [zl], *_maximum_options())
     zf = g.tensor("z_float" if q8 else "z", [c, s["F"]])
-    g.op(OP.ADD, [zs, sh], [zf], *_act_options("add"))
+    g.op(OP.MINIMUM, [zl, z_hi], [zf], *_maximum_options())
     col_shape = g.tensor("shape_col", [2], I32, [c, 1])
     mcol = g.tensor("mask_col", [c, 1])
     g.op(OP.RESHAPE, [mask, col_shape], [mcol], *_reshape_options([c, 1]))

@@ -33,7 +33,8 @@ def loop_reference(w, features, mask):
     present = [c for c in range(len(mask)) if mask[c] != 0]
     h2 = {}
     for c in present:
-        z = [features[c, i] * w["in_scale"][i] + w["in_shift"][i] for i in range(len(features[c]))]
+        z = [min(max(features[c, i] * w["in_scale"][i] + w["in_shift"][i], -1.0), 1.0)
+             for i in range(len(features[c]))]
         h2[c] = dense(dense(z, w["enc1_w"], w["enc1_b"], True), w["enc2_w"], w["enc2_b"], True)
     n = max(sum(float(mask[c]) for c in range(len(mask))), 1.0)
     width = w["enc2_w"].shape[1]

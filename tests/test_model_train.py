@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgemix.features import N_FEATURES
+from edgemix.features import FEATURE_NAMES, N_FEATURES
 from edgemix.infer.base import MAX_CHANNELS
 from edgemix.infer.weights import WEIGHT_NAMES, forward_reference, n_parameters, sizes_of
 from edgemix.params import MODEL_OUTPUTS
@@ -62,14 +62,30 @@ def test_exported_weights_reproduce_the_torch_model(tiny_data):
         np.testing.assert_allclose(rr[present], r[i][present], atol=2e-5, rtol=1e-5)
 
 
-def test_standardisation_maps_the_central_99_percent_to_unit_range(tiny_data):
+def test_standardisation_maps_each_features_limited_range_to_unit_range(tiny_data):
+    from export.model import input_limits
     net = Student(N_FEATURES, len(MODEL_OUTPUTS), len(ROLE_NAMES))
     net.fit_standardisation(tiny_data.features, tiny_data.mask)
     rows = tiny_data.features[tiny_data.mask > 0].astype(np.float64)
-    z = rows * net.in_scale.numpy() + net.in_shift.numpy()
-    varying = rows.std(axis=0) > 1e-6
-    np.testing.assert_allclose(np.quantile(z, 0.005, axis=0)[varying], -1.0, atol=1e-4)
-    np.testing.assert_allclose(np.quantile(z, 0.995, axis=0)[varying], 1.0, atol=1e-4)
+    lo, hi = input_limits()
+    want_lo, want_hi = np.maximum(rows.min(axis=0), lo), np.minimum(rows.max(axis=0), hi)
+    z_lo = want_lo * net.in_scale.numpy() + net.in_shift.numpy()
+    z_hi = want_hi * net.in_scale.numpy() + net.in_shift.numpy()
+    varying = want_hi - want_lo > 1e-6
+    np.testing.assert_allclose(z_lo[varying], -1.0, atol=1e-5)
+    np.testing.assert_allclose(z_hi[varying], 1.0, atol=1e-5)
+    # a band level is limited (export/model.py:INPUT_LIMITS): the network sees one below
+    # the limit as the limit
+    band = FEATURE_NAMES.index(next(n for n in FEATURE_NAMES if n.endswith("_rel_db")))
+    assert np.isfinite(lo[band])
+    x = torch.from_numpy(tiny_data.features[:1].copy())
+    m = torch.from_numpy(tiny_data.mask[:1])
+    x[0, :, band] = float(lo[band])
+    at_limit = net(x, m)
+    x[0, :, band] = -1e3
+    below = net(x, m)
+    for a, b in zip(at_limit, below):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
     # absent rows (zeros) must not take part: refit with garbage in them
     f2 = tiny_data.features.copy()
     f2[tiny_data.mask == 0] = 1e6

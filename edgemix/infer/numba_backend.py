@@ -27,7 +27,7 @@ import numpy as np
 
 from edgemix.dsp._jit import kernel
 from edgemix.infer.base import MAX_CHANNELS, Backend, check_io_shapes
-from edgemix.infer.weights import WEIGHT_NAMES, load_weights, sizes_of
+from edgemix.infer.weights import WEIGHT_NAMES, Z_LIMIT, load_weights, sizes_of
 
 #: Order of the sizes in the ``sizes`` array handed to the kernel.
 SIZE_ORDER = ("F", "H1", "H2", "K", "D", "P", "R")
@@ -195,9 +195,11 @@ def _student_forward(features, mask, flat_weights, sizes, skip_rows, scratch, pa
     z, h1, h2, g = scratch[_Z], scratch[_H1], scratch[_H2], scratch[_G]
     head, pool = scratch[_HEAD], scratch[_POOL]
 
-    # pack the present channels into rows 0..n-1 of z, normalised
+    # pack the present channels into rows 0..n-1 of z, standardised and clipped
     scale = w[o_scale:o_scale + f]
     shift = w[o_shift:o_shift + f]
+    z_lo = np.float32(-Z_LIMIT)  # float32, so the clip stays in float32 and vectorises
+    z_hi = np.float32(Z_LIMIT)
     n_present = 0.0
     n = 0
     for c in range(n_ch):
@@ -206,7 +208,8 @@ def _student_forward(features, mask, flat_weights, sizes, skip_rows, scratch, pa
             x = features[c]
             zr = z[n]
             for i in range(f):
-                zr[i] = x[i] * scale[i] + shift[i]
+                v = x[i] * scale[i] + shift[i]
+                zr[i] = z_lo if v < z_lo else (z_hi if v > z_hi else v)
             n += 1
     inv_n = 1.0 / max(n_present, 1.0)
     # pad to whole tiles with zero rows (finite, and never read back)

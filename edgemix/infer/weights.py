@@ -4,7 +4,7 @@ The network (DeepSets / PointNet style: a per-channel MLP whose weights are shar
 channels, a masked mean/max pool over channels that forms the mix context, fed back to
 every channel before the heads)::
 
-    z    = x * in_scale + in_shift                       standardised features  (C, F)
+    z    = clip(x * in_scale + in_shift, -1, 1)          standardised features  (C, F)
     h1   = relu(z  @ enc1_w + enc1_b)                    per-channel encoder     (C, H1)
     h2   = relu(h1 @ enc2_w + enc2_b)                                            (C, H2)
     w    = mask / max(sum(mask), 1)                      masked-mean weights     (C,)
@@ -14,6 +14,11 @@ every channel before the heads)::
     u           = g @ param_w + param_b                  the network's part, ~0..1 (C, P)
     params01    = clip(x @ skip_w + skip_b + out_span * u, 0, 1)                 (C, P)
     role_logits = g @ role_w + role_b                                            (C, R)
+
+The input is clipped to -1..1 (``Z_LIMIT``): ``in_scale``/``in_shift`` map each feature's
+useful range onto it (the training set's range, narrowed where a feature stops carrying
+information, ``export/model.py:INPUT_LIMITS``), so every backend, float or int8, sees a
+value beyond that range as its edge.
 
 The skip carries the loudness-matching answer straight from the input to the output: the
 trim column gets ``(TRIM_TARGET_LUFS - loudness_active_lufs)`` in normalised units, so the
@@ -36,7 +41,9 @@ import numpy as np
 from edgemix.infer.base import ModelLoadError, model_io
 
 #: Format version written into every weights file; bump when the network changes.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+#: The standardised input ``z`` is clipped to -Z_LIMIT..Z_LIMIT (the layout above).
+Z_LIMIT = 1.0
 
 #: Array name -> shape in terms of the sizes F, H1, H2, K, D, P, R.
 LAYOUT: dict[str, tuple[str, ...]] = {
@@ -151,7 +158,7 @@ def forward_reference(weights: dict, features: np.ndarray, mask: np.ndarray):
     x = np.asarray(features, dtype=np.float64)
     m = np.asarray(mask, dtype=np.float64)
     relu = lambda a: np.maximum(a, 0.0)  # noqa: E731
-    z = x * w["in_scale"] + w["in_shift"]
+    z = np.clip(x * w["in_scale"] + w["in_shift"], -Z_LIMIT, Z_LIMIT)
     h1 = relu(z @ w["enc1_w"] + w["enc1_b"])
     h2 = relu(h1 @ w["enc2_w"] + w["enc2_b"])
     mean_w = m / max(m.sum(), 1.0)
