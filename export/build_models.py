@@ -18,7 +18,7 @@ import numpy as np
 
 from edgemix.infer.base import MAX_CHANNELS
 from edgemix.infer.weights import FITTED_NAMES, n_parameters, save_weights, write_npz
-from edgemix.params import MODEL_OUTPUT_SPECS, denormalise_outputs
+from edgemix.params import MODEL_OUTPUT_SPECS, MODEL_OUTPUTS, denormalise_outputs
 from edgemix.roles import ROLE_NAMES
 from export import dataset as D
 from export import verify as V
@@ -245,9 +245,11 @@ def model_card(m: dict) -> str:
                        f"{'' if hi is None else f' to {hi:g}'}".strip()
                        for k, (lo, hi) in INPUT_LIMITS.items())
     q = m["quality_heldout"]
+    # in the schema's order: metrics.json is written with sorted keys, so a card rewritten
+    # from it (refresh_card) must not depend on the dict's order
     rows = "\n".join(
-        f"| `{k}` | {v['unit']} | {v['mae']:.3g} | {v['p90']:.3g} |"
-        for k, v in q["per_param"].items())
+        f"| `{k}` | {q['per_param'][k]['unit']} | {q['per_param'][k]['mae']:.3g} | "
+        f"{q['per_param'][k]['p90']:.3g} |" for k in MODEL_OUTPUTS if k in q["per_param"])
     par_names = list(m["int8_parity_heldout"])
     held = m["int8_parity_heldout"]
     int8_gold = {k: v for k, v in m["golden_parity"].items() if k.split(":")[0] in held}
@@ -310,6 +312,12 @@ mean), compared with the teacher's; see `export/verify.py:session_quality`.
 {tq_rows}
 
 Role accuracy on these sessions: {t['role_accuracy']:.3f}.
+
+The pan row is the network's own pan output.  The model policy does not use it: it places
+each channel by the role the network recognised (`edgemix/automix/model_policy.py:place_pans`,
+the teacher's own placement; which side of a pair a channel takes is a convention about
+the set of channels that a per-channel network cannot learn).  Pan error of the policy's
+pans: {t['pan_student_placed']:.3f} mean abs.
 
 - Gap to the teacher closed (1 - student error / unprocessed error), loudness balance:
   {100 * t['loudness_lu_gap_closed']:.0f} % (int8: {100 * t['loudness_lu_gap_closed_int8']:.0f} %; target: at least 80 %).

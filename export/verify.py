@@ -233,6 +233,14 @@ def session_quality(seed: int, predict, label_dir=None, others=None) -> dict:
         out[f"pan_{k}"] = float(np.mean(np.abs(ways[k][ok, CH.pan]
                                                - channel_params[ok, CH.pan]))) if ok.any() \
             else 0.0
+    # what the model policy proposes for the pan: placed by the recognised roles, not the
+    # network's own pan output (edgemix/automix/model_policy.py:place_pans)
+    from edgemix.automix.model_policy import place_pans
+    from edgemix.roles import ROLE_NAMES
+    placed = np.array([v for v, _ in place_pans([ROLE_NAMES[i] for i in role_pred],
+                                                feats.astype(np.float64))])
+    out["pan_student_placed"] = float(np.mean(np.abs(placed[ok] - channel_params[ok, CH.pan]))) \
+        if ok.any() else 0.0
     out["role_correct"] = int(np.sum(np.asarray(role_pred) == s.role_indices))
     return out
 

@@ -38,7 +38,9 @@ def test_proposal_is_the_backend_output_in_units(snapshot):
     m[:n] = 1
     p01, logits = load(MODELS / "student.npz", "numpy").predict(x, m)
     want = np.stack([s.from_norm(p01[:n, j]) for j, s in enumerate(P.MODEL_OUTPUT_SPECS)], -1)
-    np.testing.assert_allclose(prop.model_outputs(), want, rtol=1e-5, atol=1e-4)
+    # every column but the pan is the network's (the pan is placed by role: next tests)
+    net = [j for j, name in enumerate(P.MODEL_OUTPUTS) if name != "pan"]
+    np.testing.assert_allclose(prop.model_outputs()[:, net], want[:, net], rtol=1e-5, atol=1e-4)
     # only the model's columns are proposed, each within its range
     assert np.array_equal(np.flatnonzero(prop.proposed[0]), np.sort(P.MODEL_OUTPUT_COLUMNS))
     for j, s in enumerate(P.MODEL_OUTPUT_SPECS):
@@ -96,3 +98,36 @@ def test_padding_does_not_leak_between_calls(snapshot):
     pol.propose(np.full((MAX_CHANNELS, N_FEATURES), 5.0, np.float32))
     again = pol.propose(snapshot).model_outputs()
     np.testing.assert_array_equal(first, again)
+
+
+def test_pans_are_placed_by_the_recognised_roles(snapshot):
+    """Centre roles in the centre; a spread role at its width, to one side or the other."""
+    from edgemix.automix.rules import ROLE_TARGETS
+    pol = ModelPolicy()
+    pans = pol.propose(snapshot).values[:, P.CH.pan]
+    for c, role in enumerate(pol.roles):
+        assert abs(pans[c]) in (0.0, ROLE_TARGETS[role].pan_width), (role, pans[c])
+        if ROLE_TARGETS[role].pan_width == 0.0:
+            assert pans[c] == 0.0, role
+
+
+def test_a_pair_of_one_role_is_spread_to_both_sides():
+    """The demo's band (two overheads, two guitars): the network alone put every spread
+    channel left (a per-channel model sees no channel order, so the side labels of a pair
+    average out); placed by role, each pair takes both sides, first left, and says so."""
+    from edgemix.features import FeatureExtractor
+    from export.synth import synth_session
+    syn = synth_session(1, seconds=20, n_channels=8, kind="band")
+    fx = FeatureExtractor(syn.sample_rate_hz, syn.stems.shape[1])
+    fx.process(syn.stems)
+    pol = ModelPolicy()
+    prop = pol.propose(fx.snapshot())
+    pans = prop.values[:, P.CH.pan]
+    for role in ("hats_overheads", "guitar"):
+        pair = [c for c, r in enumerate(pol.roles) if r == role]
+        assert len(pair) == 2 and pair == [c for c, r in enumerate(syn.roles) if r == role]
+        assert pans[pair[0]] < 0.0 < pans[pair[1]]
+        assert "spread left by role (1 of 2)" in prop.explanations[pair[0]]["pan"]
+        assert "spread right by role (2 of 2)" in prop.explanations[pair[1]]["pan"]
+        assert f"role={role}" in prop.explanations[pair[0]]["pan"]
+    assert np.isclose(pans.sum(), 0.0)  # as much to the left as to the right
