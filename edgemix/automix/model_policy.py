@@ -105,8 +105,10 @@ def place_pans(roles, features: np.ndarray) -> list[tuple[float, str]]:
     average out.  Measured on the 24 held-out sessions (302 playing channels): the
     network's pan is 0.25 mean abs off the teacher's and puts 137 channels left and none
     right; placed from its recognised roles, 0.024 off, 88 left and 76 right (the rest
-    central; models/MODEL_CARD.md has the same comparison on its own measure).  The method is the rule policy's (as the teacher calls it): ``rules.py`` is
-    one of the teacher's label sources (``export/dataset.py:LABEL_MODULES``), so moving it
+    central; models/MODEL_CARD.md has the same comparison on its own measure).
+
+    The method is the rule policy's, called as the teacher calls it: ``rules.py`` is one
+    of the teacher's label sources (``export/dataset.py:LABEL_MODULES``), so moving it
     into a public function would invalidate the shipped labels for a refactor."""
     from edgemix.automix.rules import RulePolicy
     return RulePolicy(roles)._pans(features)
