@@ -55,6 +55,9 @@ _BACKEND_KEYS = ("kind", "device", "client_name", "auto_connect", "ring_blocks",
                  "output", "stems_dir", "paced", "duration_s", "seed", "n_channels")
 _MODEL_KEYS = ("policy", "path", "backend", "hop_ms")
 _CHANNEL_KEYS = ("name", "input", "role", "colour", "automation")
+#: A channel's role when the session names none: "not said" (the model policy recognises
+#: such a channel's role itself; the rule policy treats it as "other").
+DEFAULT_ROLE = "other"
 _BUS_KEYS = ("name", "kind")
 
 
@@ -66,7 +69,7 @@ class SessionError(ValueError):
 class ChannelConfig:
     name: str
     input: int                      # 1-based input (JACK port in_N, PortAudio channel N)
-    role: str = "other"
+    role: str = DEFAULT_ROLE
     colour: str = "#7f7f7f"
     automation: float = 1.0         # 0 = manual .. 1 = full auto
     manual: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
@@ -370,7 +373,7 @@ def parse_session(data: Mapping[str, Any], path: str = "session.toml") -> Sessio
                 _fail(w, f"input = {inp}: already used by channels[{seen_inputs[inp]}], "
                          "give each channel its own input")
             seen_inputs[inp] = i
-            role = ch.get("role", "other")
+            role = ch.get("role", DEFAULT_ROLE)
             if role not in ROLE_BY_NAME:
                 _fail(w, f"role = {role!r}: use one of {', '.join(ROLE_NAMES)}")
             colour = _str(w, "colour", ch.get("colour", ROLE_BY_NAME[role].colour_hex))

@@ -111,17 +111,25 @@ def test_pans_are_placed_by_the_recognised_roles(snapshot):
             assert pans[c] == 0.0, role
 
 
-def test_a_pair_of_one_role_is_spread_to_both_sides():
-    """The demo's band (two overheads, two guitars): the network alone put every spread
-    channel left (a per-channel model sees no channel order, so the side labels of a pair
-    average out); placed by role, each pair takes both sides, first left, and says so."""
+@pytest.fixture(scope="module")
+def band():
+    """The demo's band (kick, snare, two overheads, bass, two guitars, keys): its roles and
+    a feature snapshot of its 20 s."""
     from edgemix.features import FeatureExtractor
     from export.synth import synth_session
     syn = synth_session(1, seconds=20, n_channels=8, kind="band")
     fx = FeatureExtractor(syn.sample_rate_hz, syn.stems.shape[1])
     fx.process(syn.stems)
+    return syn, fx.snapshot()
+
+
+def test_a_pair_of_one_role_is_spread_to_both_sides(band):
+    """The network alone put every spread channel left (a per-channel model sees no channel
+    order, so the side labels of a pair average out); placed by role, each pair takes both
+    sides, first left, and says so."""
+    syn, snap = band
     pol = ModelPolicy()
-    prop = pol.propose(fx.snapshot())
+    prop = pol.propose(snap)
     pans = prop.values[:, P.CH.pan]
     for role in ("hats_overheads", "guitar"):
         pair = [c for c, r in enumerate(pol.roles) if r == role]
@@ -131,3 +139,37 @@ def test_a_pair_of_one_role_is_spread_to_both_sides():
         assert "spread right by role (2 of 2)" in prop.explanations[pair[1]]["pan"]
         assert f"role={role}" in prop.explanations[pair[0]]["pan"]
     assert np.isclose(pans.sum(), 0.0)  # as much to the left as to the right
+
+
+def test_the_sessions_role_places_the_channel(band):
+    """A role the person gave wins over the recognised one for the placement; "other" (the
+    session's default) and None leave the channel to the model."""
+    from edgemix.automix.rules import ROLE_TARGETS
+    syn, snap = band
+    pol = ModelPolicy()
+    pol.propose(snap)
+    # the keys (channel 8) are heard as a bass here: centred, as a bass is
+    assert pol.roles[7] == "bass" and syn.roles[7] == "keys_piano"
+    hinted = ModelPolicy(role_hints=["other"] * 7 + ["keys_piano"])
+    prop = hinted.propose(snap)
+    assert hinted.roles == pol.roles                          # recognition is unchanged
+    assert abs(prop.values[7, P.CH.pan]) == ROLE_TARGETS["keys_piano"].pan_width
+    assert "role=keys_piano as the session says" in prop.explanations[7]["pan"]
+    same = ModelPolicy(role_hints=[None] * 7 + ["other"]).propose(snap)
+    np.testing.assert_array_equal(same.values, pol.propose(snap).values)
+    with pytest.raises(ValueError, match="unknown role 'kazoo'"):
+        ModelPolicy(role_hints=["kazoo"])
+    with pytest.raises(ValueError, match="8 channels in the snapshot but 2 role hints"):
+        ModelPolicy(role_hints=["kick", "snare"]).propose(snap)
+
+
+def test_make_policy_hands_the_sessions_roles_to_the_model():
+    import dataclasses
+    from edgemix.automix import make_policy
+    from edgemix.session import ChannelConfig, default_session
+    session = dataclasses.replace(
+        default_session(0), channels_given=True,
+        channels=(ChannelConfig(name="gtr", input=1, role="guitar"),
+                  ChannelConfig(name="x", input=2)))
+    pol = make_policy("model", session)
+    assert pol.role_hints == ("guitar", None)

@@ -19,7 +19,7 @@ def make_policy(kind: str, session):
     ``"rules"``: :class:`~edgemix.automix.rules.RulePolicy` keyed on the roles of the
     session's channels; ``"model"``: :class:`~edgemix.automix.model_policy.ModelPolicy`
     loading ``session.model.path`` (the shipped model when empty) with
-    ``session.model.backend``; ``"none"``: None (a manual mix).  Anything the user can fix
+    ``session.model.backend``, the channels' roles as its role hints; ``"none"``: None (a manual mix).  Anything the user can fix
     (an unknown name, missing model files, a part of edgemix this install lacks) is a
     one-line :class:`~edgemix.session.SessionError`.
     """
@@ -45,7 +45,8 @@ def make_policy(kind: str, session):
         if BACKENDS[backend] != str(path).lower()[-len(BACKENDS[backend]):]:
             backend = None
     try:
-        return ModelPolicy(path, backend=backend)
+        return ModelPolicy(path, backend=backend,
+                           role_hints=[c.role for c in session.channels])
     except (OSError, ValueError, ImportError) as e:  # ModelLoadError is a ValueError
         msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
         raise SessionError(f"{where}: cannot load the model ({msg}): build it with "

@@ -21,7 +21,8 @@ from edgemix import params as P
 from edgemix.automix.explain import sentence
 from edgemix.automix.policy import Policy, Proposal
 from edgemix.infer import MAX_CHANNELS, Backend, default_model_dir, load
-from edgemix.roles import ROLE_NAMES
+from edgemix.roles import ROLE_NAMES, role_index
+from edgemix.session import DEFAULT_ROLE
 
 #: The shipped model the policy loads when given no path.
 DEFAULT_MODEL = "student.npz"
@@ -34,12 +35,19 @@ class ModelPolicy(Policy):
     or ``.tflite`` student (default: ``models/student.npz``); ``backend`` picks the backend
     for a ``.npz`` (``"numba"`` or ``"numpy"``).  After ``propose``, ``roles`` and
     ``role_probabilities`` hold what the model recognised per channel.
+
+    ``role_hints``: the session's role per channel, the person's word on what each channel
+    is.  Where one is given, the pan is placed by it, not by the recognised role (a
+    person's own setting wins); ``"other"``, the session's default, and ``None`` mean
+    "not given": the recognised role places the channel.
     """
 
     outputs = P.MODEL_OUTPUTS
 
     def __init__(self, model: Backend | str | pathlib.Path | None = None,
-                 backend: str | None = None):
+                 backend: str | None = None, role_hints=None):
+        self.role_hints = tuple(None if r in (None, DEFAULT_ROLE) else _checked_role(r)
+                                for r in (role_hints or ()))
         if isinstance(model, Backend):
             self.backend = model
         else:
@@ -77,16 +85,28 @@ class ModelPolicy(Policy):
         best = probs.argmax(axis=1)
         self.roles = tuple(ROLE_NAMES[i] for i in best)
         self.role_probabilities = probs
-        pans = place_pans(self.roles, np.asarray(features, dtype=np.float64))
+        n = len(self.roles)
+        hints = self.role_hints or (None,) * n
+        if len(hints) != n:
+            raise ValueError(f"{n} channels in the snapshot but {len(hints)} role hints: "
+                             "give one role per channel (or none)")
+        placed_by = tuple(h or r for h, r in zip(hints, self.roles))
+        pans = place_pans(placed_by, np.asarray(features, dtype=np.float64))
         values[:, _PAN] = [v for v, _ in pans]
         explanations = []
         for c, role in enumerate(self.roles):
             why = f"model, role={role} (p={probs[c, best[c]]:.2f})"
             e = {name: sentence(name, values[c, j], why)
                  for j, name in enumerate(P.MODEL_OUTPUTS)}
-            e["pan"] = sentence("pan", values[c, _PAN], f"{pans[c][1]}; {why}")
+            where = why if hints[c] is None else f"role={hints[c]} as the session says"
+            e["pan"] = sentence("pan", values[c, _PAN], f"{pans[c][1]}; {where}")
             explanations.append(e)
         return Proposal.from_model_outputs(values, explanations)
+
+
+def _checked_role(name: str) -> str:
+    role_index(name)  # a ValueError naming the valid roles
+    return name
 
 
 #: Column of the pan in the model's outputs.
