@@ -8,11 +8,11 @@ TILE, QUANTIZE / DEQUANTIZE.  I/O is float32 in both files: ``features (32, F)``
 
 The int8 file (see :mod:`export.quantize` for the scheme): the input standardisation
 ``clip(x * in_scale + in_shift, -1, 1)`` and the masked-mean weights
-``mask / max(sum(mask), 1)`` are computed in float32 at the very front (features of different units cannot share one int8
-scale before they are standardised), then QUANTIZE; every FullyConnected, Mul, Sum,
-ReduceMax, Concatenation and Add after that runs in int8 with int8 weights
-(per-channel) and int32 biases; DEQUANTIZE hands the parameter head's output back in float32 to the tail, which is
-float32 in both files: the skip (one affine map of the input features), the output span
+``mask / max(sum(mask), 1)`` are computed in float32 at the very front (features of
+different units cannot share one int8 scale before they are standardised), then QUANTIZE;
+every FullyConnected, Mul, Sum, ReduceMax, Concatenation and Add after that runs in int8
+with int8 weights (per-channel) and int32 biases; DEQUANTIZE hands the parameter head's
+output back in float32 to the tail, which is float32 in both files: the skip (one affine map of the input features), the output span
 and the clamp to 0..1.  The head's output has one int8 range per parameter, folded into
 the head's weights and the tail (:func:`export.quantize.fold_head_ranges`).
 """

@@ -19,9 +19,9 @@ def make_policy(kind: str, session):
     ``"rules"``: :class:`~edgemix.automix.rules.RulePolicy` keyed on the roles of the
     session's channels; ``"model"``: :class:`~edgemix.automix.model_policy.ModelPolicy`
     loading ``session.model.path`` (the shipped model when empty) with
-    ``session.model.backend``, the channels' roles as its role hints; ``"none"``: None (a manual mix).  Anything the user can fix
-    (an unknown name, missing model files, a part of edgemix this install lacks) is a
-    one-line :class:`~edgemix.session.SessionError`.
+    ``session.model.backend``, the channels' roles as its role hints; ``"none"``: None
+    (a manual mix).  Anything the user can fix (an unknown name, missing model files, a
+    part of edgemix this install lacks) is a one-line :class:`~edgemix.session.SessionError`.
     """
     from edgemix.session import SessionError
     where = f"{getattr(session, 'path', 'session')}: model.policy = {kind!r}"
