@@ -40,6 +40,7 @@ import tomllib
 from pathlib import Path
 
 from edgemix.boardtools import profiles
+from edgemix.infer import is_weights_file
 
 #: Markers the installer fills in; every other ``@KEY@`` must be filled at bundle time.
 INSTALL_TIME_KEYS = ("PREFIX", "USER", "CACHE_DIR")
@@ -49,7 +50,7 @@ MODEL_ARTIFACTS = {
     "tflite-int8": ("*.tflite", lambda n: "int8" in n),
     "tflite-fp32": ("*.tflite", lambda n: "int8" not in n),
     "onnx": ("*.onnx", lambda n: "int8" not in n),
-    "numba": ("*.npz", lambda n: not n.startswith("golden")),
+    "numba": ("*.npz", is_weights_file),  # not the golden I/O, not the training labels
 }
 #: What a format is called in the session config's ``[model] backend``.
 SESSION_MODEL_BACKEND = {"tflite-int8": "tflite", "tflite-fp32": "tflite", "onnx": "onnx",
