@@ -74,6 +74,10 @@ MAX_MESSAGE = 4096
 LATENCY_SAMPLES = 4096
 #: Addresses served without a pairing token (everything else needs one).
 LOCAL_BINDS = ("127.0.0.1", "::1", "localhost")
+#: The page's fader travel (position 0..1, dB) between breakpoints: the X-Air / X32 fader
+#: law (Maillot, "X32/M32 OSC remote protocol": four linear-in-dB segments), so the page's
+#: faders move like the ones on the apps people already use.
+FADER_TAPER = ((0.0, P.OFF_DB), (0.0625, -60.0), (0.25, -30.0), (0.5, -10.0), (1.0, 10.0))
 
 
 def _dumps(obj) -> str:
@@ -93,7 +97,7 @@ def schema() -> dict:
                 "scale": s.scale, "doc": s.doc, "choices": list(s.choices), "group": group}
     return {"channel": [spec(s, group_of(s.name)) for s in P.CHANNEL_PARAMS],
             "master": [spec(s, "master") for s in P.MASTER_PARAMS],
-            "off_db": P.OFF_DB}
+            "off_db": P.OFF_DB, "fader_taper": FADER_TAPER}
 
 
 class _Bucket:
