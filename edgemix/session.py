@@ -261,6 +261,34 @@ def with_channel_count(session: Session, n_channels: int) -> Session:
 
 # ---- parsing -------------------------------------------------------------------------------
 
+#: Words in a channel's (or a stem file's) name that name its role, most specific first
+#: (``backing`` before ``vocal``, ``bass`` after ``bassdrum``).
+_ROLE_WORDS = (
+    ("kick", ("kick", "kik", "bd", "bassdrum")),
+    ("snare", ("snare", "snr", "sd")),
+    ("hats_overheads", ("hat", "hh", "overhead", "oh", "cymbal", "ride", "room")),
+    ("backing_vocal", ("bv", "backing", "bvox", "harmony", "choir")),
+    ("lead_vocal", ("vox", "vocal", "voc", "lead", "singer")),
+    ("bass", ("bass", "bs")),
+    ("guitar", ("gtr", "guitar", "gt")),
+    ("keys_piano", ("piano", "keys", "rhodes", "organ", "pno", "wurli")),
+    ("pad", ("pad", "strings", "synth", "str")),
+    ("speech", ("speech", "talk", "host", "mic", "panel", "presenter", "lectern")),
+)
+
+
+def guess_role(name: str) -> str:
+    """A role from a channel's or stem's name (``01_Kick_In.wav`` -> kick);
+    :data:`DEFAULT_ROLE` if unsure.  A word matches a key exactly, or starts with a key
+    longer than three letters (``vocals`` -> lead_vocal, but ``bso`` is not bass)."""
+    import re
+    words = [w for w in re.split(r"[^a-z]+", name.lower()) if w]
+    for role, keys in _ROLE_WORDS:
+        if any(w == k or (len(k) > 3 and w.startswith(k)) for w in words for k in keys):
+            return role
+    return DEFAULT_ROLE
+
+
 def _fail(where: str, msg: str):
     raise SessionError(f"{where}{msg}")
 
