@@ -40,9 +40,12 @@ def load_policy(session: Session):
 
 def build_runner(session: Session, *, record_dir=None, server: str | None = None,
                  rt_priority: bool = True, policy=None, features=None,
-                 max_retries: int | None = None):
+                 max_retries: int | None = None, control=None):
     """A Runner for ``session``: console with every manual setting staged, the backend,
-    the policy (``policy`` overrides the session's), the recorder when ``record_dir``."""
+    the policy (``policy`` overrides the session's), the recorder when ``record_dir``.
+    ``control``: a :class:`~edgemix.session.ControlConfig` overriding the session's
+    ``[control]``; with a server asked for, the control path runs in its own process with
+    the desk and the surface (:mod:`edgemix.rt.surface`), whatever the backend."""
     b = session.backend
     fs, bs = session.sample_rate_hz, session.block_size
     if b.kind == "offline":
@@ -79,11 +82,16 @@ def build_runner(session: Session, *, record_dir=None, server: str | None = None
     from edgemix.rt.runner import Runner
     console = session.build_console()
     recipe = None
+    from edgemix.rt.surface import surface_recipe
+    surface = surface_recipe(session, control)
     if policy is None:
         policy = load_policy(session)  # here too: a bad model is a one-line error now
-        if policy is not None and b.kind in ("jack", "portaudio"):
+        if (policy is not None and b.kind in ("jack", "portaudio")) or surface:
             from edgemix.rt.control_process import control_recipe
-            recipe = control_recipe(session)  # live: the control path in its own process
+            # live, or a control surface: the control path in its own process
+            recipe = control_recipe(session, surface=surface)
+            if surface:  # a paced stem/synthetic run steps it on the wall clock too
+                backend.drives_control = False
     # the features run where the control loop runs: here, or in the control process
     if policy is not None and features is None and recipe is None:
         try:
@@ -157,22 +165,34 @@ def devices_command(as_json, server):
 @click.option("--no-rt", is_flag=True, help="do not ask for CPU affinity / real-time priority")
 @click.option("--retries", type=int, default=None,
               help="give up after this many re-opens of a lost device (default: keep trying)")
+@click.option("--osc", "osc", metavar="[ADDR:]PORT", default=None,
+              help="OSC control surface in the X-Air dialect (UDP; e.g. 10024, "
+                   "0.0.0.0:10024); binds 127.0.0.1 unless an address is given")
+@click.option("--web", "web", metavar="[ADDR:]PORT", default=None,
+              help="web control surface (HTTP; e.g. 8080); binds 127.0.0.1 unless an "
+                   "address is given")
 @click.option("--json", "as_json", is_flag=True, help="print the run's statistics as JSON")
 @click.option("-v", "--verbose", is_flag=True)
-def run_command(config, duration_s, record_dir, server, no_rt, retries, as_json, verbose):
+def run_command(config, duration_s, record_dir, server, no_rt, retries, osc, web, as_json,
+                verbose):
     """Mix live (JACK, PortAudio) or offline (stems, synthetic) as the session says."""
     _setup_logging(verbose)
+    from edgemix.rt.surface import SurfaceError, announce, control_from_cli
     try:
         session = load_session(config) if config else default_session(8, output="")
+        control = control_from_cli(session, osc=osc, web=web)
         runner, session = build_runner(session, record_dir=record_dir, server=server,
-                                       rt_priority=not no_rt, max_retries=retries)
+                                       rt_priority=not no_rt, max_retries=retries,
+                                       control=control)
     except (SessionError, DeviceError, ValueError) as e:
         raise UserError(str(e)) from None
+    if runner.control is not None and hasattr(runner.control, "announce"):
+        runner.control.announce = announce
     log.info("%d channels via %s, %d Hz / %d frames (pid %d)", session.n_channels,
              runner.backend.name, session.sample_rate_hz, session.block_size, os.getpid())
     try:
         stats = runner.run(duration_s=duration_s)
-    except (DeviceError, ValueError) as e:
+    except (DeviceError, ValueError, SurfaceError) as e:
         raise UserError(str(e)) from None
     if as_json:
         click.echo(json.dumps(stats))

@@ -184,8 +184,9 @@ class Desk:
             self.master_person[getattr(P.MS, name)] = True
         self._stage = stage
         self.names = [str(x) for x in (names or [f"ch{i + 1}" for i in range(n)])]
-        self.colours = [str(x) for x in (colours or [ROLE_BY_NAME["other"].colour_hex] * n)]
         self.roles = [str(x) for x in (roles or ["other"] * n)]
+        self.colours = [str(x).lower() for x in (colours or [
+            ROLE_BY_NAME[r].colour_hex if r in ROLE_BY_NAME else "#7f7f7f" for r in self.roles])]
         if not len(self.names) == len(self.colours) == len(self.roles) == n:
             raise ValueError(f"names, colours and roles must have {n} entries each")
         #: what the model recognised per channel (role name, probability), when it says
