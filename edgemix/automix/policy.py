@@ -55,7 +55,9 @@ class Limit:
 
 def _limit_for(spec: P.ParamSpec) -> Limit | None:
     n = spec.name
-    if spec.scale in ("bool", "choice"):
+    # A delay is stepped like a switch (held, then taken whole): the strip crossfades
+    # from the old delay to the new one, so creeping through values would comb-filter.
+    if spec.scale in ("bool", "choice") or n == "delay_ms":
         return None
     if n.endswith("_hz"):
         return Limit(1.05, 2.0 ** (1.0 / 3.0), log=True)       # 5 %, 1/3 octave per hop
@@ -68,7 +70,8 @@ def _limit_for(spec: P.ParamSpec) -> Limit | None:
     return Limit(0.02 * (spec.max - spec.min), 0.05 * (spec.max - spec.min))
 
 
-#: Hysteresis and slew per channel parameter (None for switches: see SWITCH_HOLD_HOPS).
+#: Hysteresis and slew per channel parameter (None for switches and the delay: see
+#: SWITCH_HOLD_HOPS).
 #: At the default 100 ms hop: gains move at most 10 dB/s, frequencies 3.3 octaves/s, pan
 #: from centre to one side in 1 s.
 LIMITS: Mapping[str, Limit | None] = MappingProxyType(
@@ -81,11 +84,15 @@ class Proposal:
 
     ``values`` ``(n_channels, params.N_CH)`` float64, NaN where the policy has no opinion
     (that parameter stays manual).  ``explanations[ch][name]`` is one sentence naming the
-    parameter, the value and the reason.
+    parameter, the value and the reason.  ``master`` ``(params.N_MS,)``: proposed master
+    parameters the same way (NaN: no opinion; a policy proposes only those the session
+    leaves to it), ``master_explanations[name]`` why.
     """
 
     values: np.ndarray
     explanations: tuple[dict[str, str], ...]
+    master: np.ndarray = field(default_factory=lambda: np.full(P.N_MS, np.nan))
+    master_explanations: dict[str, str] = field(default_factory=dict)
 
     @property
     def n_channels(self) -> int:
@@ -128,6 +135,12 @@ class Proposal:
         self.values[channel, getattr(P.CH, name)] = float(spec.clip(value))
         self.explanations[channel][name] = why
 
+    def set_master(self, name: str, value: float, why: str) -> None:
+        """Propose the master parameter ``name`` (clipped to its range) with ``why``."""
+        spec = P.MASTER_SPECS[name]
+        self.master[getattr(P.MS, name)] = float(spec.clip(value))
+        self.master_explanations[name] = why
+
 
 def as_proposal(result, n_channels: int) -> Proposal:
     """Any policy's answer as a :class:`Proposal` for ``n_channels`` channels.
@@ -161,6 +174,10 @@ def as_proposal(result, n_channels: int) -> Proposal:
                          f"{n_channels}")
     if np.isinf(prop.values).any():
         raise ValueError("policy proposed an infinite parameter (NaN means no opinion)")
+    prop.master = np.asarray(prop.master, dtype=np.float64)
+    if prop.master.shape != (P.N_MS,) or np.isinf(prop.master).any():
+        raise ValueError(f"policy proposed master parameters of shape {prop.master.shape}: "
+                         f"expected ({P.N_MS},), finite or NaN")
     return prop
 
 

@@ -97,7 +97,7 @@ def group_of(name: str) -> str:
         return "sends"
     if name == "mute_on":
         return "mute"
-    if head in ("hpf", "eq", "gate", "comp", "automix", "fader", "pan"):
+    if head in ("hpf", "eq", "gate", "comp", "automix", "fader", "pan", "delay"):
         return head
     raise ValueError(f"{name}: no parameter group")  # a new schema prefix: name its group
 
