@@ -232,6 +232,8 @@ def test_meter_blobs_in_the_xair_format(osc):
     message("/ch/01/mix/fader", 0.5, 0.6), message("/edgemix/ch/01/automix/mode", "loud"),
     message("/meters", "/meters/4"), message("/edgemix/scene/recall", "x"),
     b"\x00\x01garbage", b"/ch/01/mix/fader\x00\x00\x00\x00,f\x00", b"#bundle\x00\x00",
+    b"/ch/01/mix/fader\x00\x00\x00\x00,f\x00\x00\x00",                # the float cut off
+    b"/ch/01/mix/fader\x00\x00\x00\x00,ff\x00?\x00\x00\x00",
 ])
 def test_bad_input_gets_an_error_reply_and_changes_nothing(osc, packet):
     d, server, c = osc

@@ -359,6 +359,14 @@ class Desk:
             for c, j in moved:
                 changes.append(self._change(int(c) + 1, P.CHANNEL_PARAMS[j].name,
                                             float(new[c, j]), AUTO, source))
+            pm = getattr(proposal, "master", None)
+            if pm is not None:  # master proposals: only where no person set the value
+                for j in np.flatnonzero(np.isfinite(pm) & ~self.master_person):
+                    v = float(P.MASTER_PARAMS[j].clip(pm[j]))
+                    if v != self.master[j]:
+                        self.master[j] = v
+                        changes.append(self._change("master", P.MASTER_PARAMS[j].name, v,
+                                                    AUTO, source))
             for c, why in enumerate(getattr(proposal, "explanations", ()) or ()):
                 if c < self.n_channels:
                     self.explanations[c] = {

@@ -28,6 +28,7 @@ import ipaddress
 import logging
 import math
 import re
+import socket
 import struct
 import time
 from collections import OrderedDict
@@ -48,6 +49,8 @@ SUBSCRIPTION_S = 10.0
 METER_INTERVAL_S = 0.05
 #: Most clients remembered (rate buckets); the least recently heard is forgotten first.
 MAX_CLIENTS = 256
+#: The receive buffer asked for (X-Air apps query hundreds of parameters on connect).
+RECEIVE_BUFFER_BYTES = 1 << 20
 #: Gain-sharing modes per channel, in the vocabulary of Dugan and console automixers.
 AUTOMIX_MODES = ("auto", "manual", "mute")
 _CH = re.compile(r"^/ch/(\d\d)/(.+)$")
@@ -61,6 +64,25 @@ def message(address: str, *args) -> bytes:
     for a in args:
         b.add_arg(a)
     return b.build().dgram
+
+
+def complete(msg) -> bool:
+    """True when re-encoding the parsed message gives back its exact bytes: python-osc
+    reads a float whose bytes are missing as 0.0, which must not reach a fader."""
+    from pythonosc.parsing import osc_types
+    dg = msg.dgram
+    try:
+        _, i = osc_types.get_string(dg, 0)
+        tags, _ = osc_types.get_string(dg, i)
+        b = OscMessageBuilder(address=msg.address)
+        params = list(msg.params)
+        if len(tags) - 1 != len(params):
+            return False
+        for tag, v in zip(tags[1:], params):
+            b.add_arg(v, tag)
+        return b.build().dgram == dg
+    except Exception:
+        return False
 
 
 class _Bucket:
@@ -148,6 +170,11 @@ class OscServer:
                                f"({e.strerror or e}): choose another port with "
                                "--osc [ADDR:]PORT") from None
         self.port = self.transport.get_extra_info("sockname")[1]
+        sock = self.transport.get_extra_info("socket")
+        try:  # room for an app's burst of queries on connect (the kernel may cap it)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
+        except (OSError, AttributeError):
+            pass
         surface.listen(self._on_changes, batch=True)
         self._meter_task = loop.create_task(self._meter_loop())
         return f"osc://{self.host}:{self.port} (UDP, Behringer X-Air dialect)"
@@ -185,6 +212,10 @@ class OscServer:
         self.received += 1
         try:
             messages = [m.message for m in OscPacket(data).messages]
+            for m in messages:
+                if not complete(m):
+                    raise ValueError(f"{m.address}: its arguments are cut short or "
+                                     "do not match its type tags")
         except Exception as e:  # python-osc's ParseError, or worse on garbage
             self._error(addr, "", f"malformed OSC packet ({e.__class__.__name__}: "
                                   f"{str(e)[:80]})", bucket)
