@@ -5,9 +5,12 @@ A channel's level is measured as the RMS over ``WINDOW_MS`` windows every ``HOP_
 distribution:
 
 * the **close threshold**: ``RANGE_DB`` under the channel's active level (the
-  ``ACTIVE_PERCENTILE`` of its frame levels: what the source delivers when it plays), but
-  never less than ``NOISE_MARGIN_DB`` over its noise floor (the ``NOISE_PERCENTILE``);
-  frames at or below ``ABSOLUTE_DBFS`` (BS.1770's -70 absolute gate) always qualify;
+  ``ACTIVE_PERCENTILE`` of its frame levels: what the source delivers when it plays); on a
+  noisy channel, whose noise floor (the ``NOISE_PERCENTILE``) comes within ``RANGE_DB``,
+  ``NOISE_MARGIN_DB`` over that floor instead, but never closer than ``MIN_RANGE_DB`` to
+  the active level (a channel that plays all the time has its quiet passages there, not
+  noise); frames at or below ``ABSOLUTE_DBFS`` (BS.1770's -70 absolute gate) always
+  qualify;
 * the **open threshold**, ``HYSTERESIS_DB`` above it.
 
 Playing is a run of frames above the close threshold (a Schmitt trigger: it must reach the
@@ -37,6 +40,7 @@ HOP_MS = 1.0
 ACTIVE_PERCENTILE = 95.0
 NOISE_PERCENTILE = 10.0
 RANGE_DB = 30.0
+MIN_RANGE_DB = 20.0
 NOISE_MARGIN_DB = 6.0
 ABSOLUTE_DBFS = -70.0
 HYSTERESIS_DB = 6.0
@@ -106,7 +110,8 @@ def find_silences(x, sample_rate_hz: float, *, range_db: float = RANGE_DB,
     levels, hop, win = frame_levels_dbfs(x, sr)
     active = float(np.percentile(levels, ACTIVE_PERCENTILE))
     noise = float(np.percentile(levels, NOISE_PERCENTILE))
-    close = max(active - range_db, noise + NOISE_MARGIN_DB, ABSOLUTE_DBFS)
+    close = max(active - range_db, min(noise + NOISE_MARGIN_DB, active - MIN_RANGE_DB),
+                ABSOLUTE_DBFS)
     opened = close + hysteresis_db
     n = len(x)
     # keep[i]: sample i is kept (not silent); built from runs of frames above `close`
