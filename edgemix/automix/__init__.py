@@ -19,8 +19,9 @@ def make_policy(kind: str, session):
     ``"rules"``: :class:`~edgemix.automix.rules.RulePolicy` keyed on the roles of the
     session's channels; ``"model"``: :class:`~edgemix.automix.model_policy.ModelPolicy`
     loading ``session.model.path`` (the shipped model when empty) with
-    ``session.model.backend``, the channels' roles as its role hints; ``"none"``: None
-    (a manual mix).  Anything the user can fix (an unknown name, missing model files, a
+    ``session.model.backend``, the channels' roles as its role hints; either one wrapped
+    in :class:`~edgemix.automix.prep.gating.GatingPolicy` (a resting channel's gate is
+    proposed too); ``"none"``: None (a manual mix).  Anything the user can fix (an unknown name, missing model files, a
     part of edgemix this install lacks) is a one-line :class:`~edgemix.session.SessionError`.
     """
     from edgemix.session import SessionError
@@ -29,7 +30,7 @@ def make_policy(kind: str, session):
         return None
     if kind == "rules":
         from edgemix.automix.rules import RulePolicy
-        return RulePolicy([c.role for c in session.channels])
+        return _gated(RulePolicy([c.role for c in session.channels]))
     if kind != "model":
         raise SessionError(f"{where}: unknown policy, use one of {', '.join(POLICY_KINDS)}")
     try:  # lazily: the model policy pulls in the inference backends
@@ -45,9 +46,16 @@ def make_policy(kind: str, session):
         if BACKENDS[backend] != str(path).lower()[-len(BACKENDS[backend]):]:
             backend = None
     try:
-        return ModelPolicy(path, backend=backend,
-                           role_hints=[c.role for c in session.channels])
+        return _gated(ModelPolicy(path, backend=backend,
+                                  role_hints=[c.role for c in session.channels]))
     except (OSError, ValueError, ImportError) as e:  # ModelLoadError is a ValueError
         msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
         raise SessionError(f"{where}: cannot load the model ({msg}): build it with "
                            "`python -m export.build_models` or use policy = \"rules\"") from None
+
+
+def _gated(policy):
+    """``policy`` with the live gate of resting channels added (prep's silences, live:
+    :class:`edgemix.automix.prep.gating.GatingPolicy`)."""
+    from edgemix.automix.prep.gating import GatingPolicy
+    return GatingPolicy(policy)
