@@ -200,6 +200,21 @@ def test_a_scene_saves_and_recalls_over_osc(running):
     assert "verse" in _ask(sock, port, "/edgemix/scene/list")[1]
 
 
+def test_scene_commands_talk_to_the_running_mixer(running):
+    from click.testing import CliRunner
+    from edgemix.cli import cli
+    port = str(running["port"])
+    r = CliRunner().invoke(cli, ["scene", "save", "chorus", "--osc", port])
+    assert r.exit_code == 0 and "saved" in r.output
+    r = CliRunner().invoke(cli, ["scene", "list", "--osc", port])
+    assert r.exit_code == 0 and "chorus" in r.output.split()
+    r = CliRunner().invoke(cli, ["scene", "recall", "chorus", "--crossfade-s", "0.2",
+                                 "--osc", port])
+    assert r.exit_code == 0 and "recalled" in r.output
+    r = CliRunner().invoke(cli, ["scene", "recall", "nope", "--osc", port])
+    assert r.exit_code == 2 and "no scene 'nope'" in r.output
+
+
 def test_the_run_ends_cleanly_with_a_finite_mix(running):
     import soundfile as sf
     proc = running["proc"]

@@ -179,6 +179,12 @@ class OscServer:
         self._meter_task = loop.create_task(self._meter_loop())
         return f"osc://{self.host}:{self.port} (UDP, Behringer X-Air dialect)"
 
+    def stats(self) -> dict:
+        """Counters: messages handled, error replies, dropped by the rate limit, refused by
+        the allow-list; clients heard."""
+        return {"received": self.received, "errors": self.errors, "dropped": self.dropped,
+                "refused": self.refused, "clients": len(self._clients)}
+
     async def stop(self) -> None:
         if self._meter_task is not None:
             self._meter_task.cancel()
