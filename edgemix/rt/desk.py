@@ -373,6 +373,16 @@ class Desk:
                         k: v for k, v in why.items()
                         if k in P.CHANNEL_SPECS and not a.locked[c, getattr(P.CH, k)]
                         and a.level[c, getattr(P.CH, k)] > 0.0}
+            # the policy's master moves (the loudness target's fader), where the master
+            # parameter is not the person's
+            proposed_master = getattr(proposal, "master", None)
+            if proposed_master is not None:
+                for j in np.flatnonzero(np.isfinite(proposed_master) & ~self.master_person):
+                    v = float(P.MASTER_PARAMS[j].clip(proposed_master[j]))
+                    if v != self.master[j]:
+                        self.master[j] = v
+                        changes.append(self._change("master", P.MASTER_PARAMS[j].name, v,
+                                                    AUTO, source))
             if recognised is not None:
                 for c, rec in enumerate(recognised[:self.n_channels]):
                     self.recognised[c] = (str(rec[0]), float(rec[1])) if rec else None
