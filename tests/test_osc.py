@@ -205,6 +205,14 @@ def test_xremote_echo_reaches_the_others_not_the_sender(osc):
     assert not [m for m in c.drain() if m[0] == "/ch/02/mix/fader"]
     d.set(1, "pan", 0.5, source="web")                              # another surface
     assert ("/ch/01/mix/pan", [pytest.approx(0.75)]) in other.drain()
+    units = Client(server.port)
+    units.send("/edgemix/xremote")
+    units.sync()
+    d.set(2, "hpf_hz", 99.0, source="web")
+    got = units.drain()
+    assert ("/edgemix/ch/02/hpf_hz", [pytest.approx(99.0)]) in got
+    assert ("/edgemix/ch/02/owner/hpf_hz", ["person"]) in got
+    assert got[-1] == ("/edgemix/seq", [d.seq]) and units.ask("/edgemix/seq")[1] == [d.seq]
 
 
 def test_meter_blobs_in_the_xair_format(osc):

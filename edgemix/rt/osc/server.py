@@ -4,7 +4,9 @@ What a client may send (replies go to the sender's address and port, as on an X-
 
 * ``/xinfo``, ``/info``, ``/status``: who we are (an XR18 to X-Air apps);
 * ``/xremote``: this client hears every change for 10 s (renew it, as X-Air apps do);
-  ``/edgemix/xremote`` also the ``/edgemix/...`` echo in units and the owner changes;
+  ``/edgemix/xremote`` also the ``/edgemix/...`` echo in units and the owner changes,
+  each batch closed by ``/edgemix/seq ,i N`` (the desk's change number: a client that
+  sees a gap missed a datagram and can query again);
 * an X-Air parameter address (:mod:`edgemix.rt.osc.xair`) with a value: set it (the
   person's move, through the desk); without a value: the reply is the current value;
 * ``/meters ,si <id> [channel]``: meter blobs to ``<id>`` every 50 ms for 10 s, in the
@@ -177,6 +179,11 @@ class OscServer:
             pass
         surface.listen(self._on_changes, batch=True)
         self._meter_task = loop.create_task(self._meter_loop())
+        from edgemix.rt.surface import is_local
+        if not is_local(self.host) and not self.allow:
+            log.warning("OSC on %s takes every write from anyone who reaches port %d (X-Air "
+                        "apps send no token): limit it with [control] osc_allow = "
+                        "[\"192.168.1.0/24\"]", self.host, self.port)
         return f"osc://{self.host}:{self.port} (UDP, Behringer X-Air dialect)"
 
     def stats(self) -> dict:
@@ -368,6 +375,10 @@ class OscServer:
         if parts == ["xremote"]:
             self._xremote[addr] = (time.monotonic() + self.subscription_s, True)
             return
+        if parts == ["seq"]:
+            if args:
+                raise X.XAirError(f"{address}: read-only (the desk's last change number)")
+            return self._send(addr, message(address, int(d.seq)))
         if parts[0] == "scene":
             return self._scene(parts[1:], address, args, addr)
         if parts[0] == "automix" and len(parts) == 2:
@@ -533,6 +544,7 @@ class OscServer:
         if not self._xremote:
             return
         xair, units = [], []
+        seq = message("/edgemix/seq", int(changes[-1].seq))  # the batch's last change
         for c in changes:
             xair.extend((c.source, dg) for dg in self._xair_echo(c))
             units.append((c.source, self._units_echo(c)))
@@ -545,6 +557,7 @@ class OscServer:
                 for src, dgs in units:
                     for dg in dgs:
                         self._send(client, dg)
+                self._send(client, seq)
 
     def _xair_echo(self, c) -> list[bytes]:
         if c.channel == "master":
