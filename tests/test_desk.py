@@ -184,3 +184,6 @@ def test_master_proposals_only_where_no_person_set_it():
     assert d.get("master", "master_fader_db") == 0.0
     assert d.get("master", "reverb_return_db") == -4.0
     assert d.owner("master", "reverb_return_db") == AUTO
+    assert [c.param for c in d.release("master", "master_fader_db")] == ["master_fader_db"]
+    d.propose(prop)
+    assert d.get("master", "master_fader_db") == -5.0

@@ -162,6 +162,9 @@ def test_sets_go_through_the_desk_as_the_persons(osc):
     c.sync()
     assert c.ask("/edgemix/ch/03/owner/hpf_hz")[1] == ["auto"]
     assert c.ask("/edgemix/ch/03/auto/hpf")[1] == [1]
+    assert c.ask("/edgemix/master/owner/master_fader_db")[1] == ["person"]
+    c.send("/edgemix/master/auto", "all")
+    assert c.ask("/edgemix/master/owner/master_fader_db")[1] == ["auto"]
 
 
 def test_a_value_beyond_our_console_is_clamped_and_the_sender_told(osc):

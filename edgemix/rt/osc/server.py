@@ -389,6 +389,17 @@ class OscServer:
                                   "detector_ms")
             return self._units(address, "master", names[parts[1]], args, arg, addr, source,
                                integer=parts[1] != "detector_ms")
+        if parts == ["master", "auto"]:
+            if not args:
+                mine = [s.name for s in P.MASTER_PARAMS if d.owner("master", s.name) == "person"]
+                return self._send(addr, message(address, ",".join(mine)))
+            what = self._text(arg, address)
+            d.release("master", None if what == "all" else what, source=source)
+            return
+        if parts[0] == "master" and len(parts) == 3 and parts[1] == "owner":
+            if args:
+                raise X.XAirError(f"{address}: the owner is read-only")
+            return self._send(addr, message(address, d.owner("master", parts[2])))
         if parts[0] == "master" and len(parts) == 2:
             return self._units(address, "master", parts[1], args, arg, addr, source)
         if parts[0] == "meters" and parts[1:] == ["automix"]:
