@@ -97,7 +97,7 @@ def group_of(name: str) -> str:
         return "sends"
     if name == "mute_on":
         return "mute"
-    if head in ("hpf", "eq", "gate", "comp", "automix", "fader", "pan"):
+    if head in ("hpf", "eq", "gate", "comp", "automix", "fader", "pan", "delay"):
         return head
     raise ValueError(f"{name}: no parameter group")  # a new schema prefix: name its group
 
@@ -184,8 +184,9 @@ class Desk:
             self.master_person[getattr(P.MS, name)] = True
         self._stage = stage
         self.names = [str(x) for x in (names or [f"ch{i + 1}" for i in range(n)])]
-        self.colours = [str(x) for x in (colours or [ROLE_BY_NAME["other"].colour_hex] * n)]
         self.roles = [str(x) for x in (roles or ["other"] * n)]
+        self.colours = [str(x).lower() for x in (colours or [
+            ROLE_BY_NAME[r].colour_hex if r in ROLE_BY_NAME else "#7f7f7f" for r in self.roles])]
         if not len(self.names) == len(self.colours) == len(self.roles) == n:
             raise ValueError(f"names, colours and roles must have {n} entries each")
         #: what the model recognised per channel (role name, probability), when it says
@@ -318,12 +319,22 @@ class Desk:
 
     def release(self, channel, what: str | None = None, source: str = "release") -> list[Change]:
         """Hand back to the automation: one parameter, a group of :data:`GROUPS`, or (None)
-        the whole channel.  The value stays where it is until the policy's next hop moves
+        the whole channel; on ``"master"`` a master parameter, or (None) all of them.  The value stays where it is until the policy's next hop moves
         it (by its slew); the echo says the owner is ``"auto"``."""
         with self._lock:
             c = self._channel(channel)
-            if c is None:
-                raise DeskError("the master is not automated: there is nothing to hand back")
+            if c is None:  # the policy may move master parameters too (its loudness target)
+                names = list(P.MASTER_SPECS) if what is None else \
+                    [P.MASTER_PARAMS[self._master_index(what)].name]
+                changes = []
+                for name in names:
+                    j = getattr(P.MS, name)
+                    if self.master_person[j]:
+                        self.master_person[j] = False
+                        changes.append(self._change("master", name, float(self.master[j]),
+                                                    AUTO, source))
+                self._commit(changes, stage=False)
+                return changes
             if what is None:
                 names = [s.name for s in P.CHANNEL_PARAMS]
             elif what in GROUPS:
@@ -364,6 +375,16 @@ class Desk:
                         k: v for k, v in why.items()
                         if k in P.CHANNEL_SPECS and not a.locked[c, getattr(P.CH, k)]
                         and a.level[c, getattr(P.CH, k)] > 0.0}
+            # the policy's master moves (the loudness target's fader), where the master
+            # parameter is not the person's
+            proposed_master = getattr(proposal, "master", None)
+            if proposed_master is not None:
+                for j in np.flatnonzero(np.isfinite(proposed_master) & ~self.master_person):
+                    v = float(P.MASTER_PARAMS[j].clip(proposed_master[j]))
+                    if v != self.master[j]:
+                        self.master[j] = v
+                        changes.append(self._change("master", P.MASTER_PARAMS[j].name, v,
+                                                    AUTO, source))
             if recognised is not None:
                 for c, rec in enumerate(recognised[:self.n_channels]):
                     self.recognised[c] = (str(rec[0]), float(rec[1])) if rec else None
