@@ -244,3 +244,17 @@ def test_the_run_ends_cleanly_with_a_finite_mix(running):
     mix, _ = sf.read(running["dir"] / "mix.wav")
     assert len(mix) > 0 and np.isfinite(mix).all()
     assert "Traceback" not in "".join(running["stderr"])
+
+
+def test_a_port_in_use_is_one_line(tmp_path):
+    (tmp_path / "s.toml").write_text(SESSION.replace("duration_s = 120", "duration_s = 2"))
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind(("127.0.0.1", 0))
+    r = subprocess.run([sys.executable, "-m", "edgemix", "run", "--config",
+                        str(tmp_path / "s.toml"), "--no-rt", "--osc",
+                        str(taken.getsockname()[1])],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        f"edgemix: error: OSC: cannot listen on 127.0.0.1:{taken.getsockname()[1]} "
+        "(Address already in use): choose another port with --osc [ADDR:]PORT"]
