@@ -318,9 +318,15 @@ def demo_command(out_dir, seconds, n_channels, kind, seed, policy, as_json):
                                     stems_dir=str(processed_dir)))
     res = mix_session(session, policy=policy, progress=not as_json)
     jpath, mpath = write_report(res, out, mix_path)
+    from edgemix.rt.surface import write_live_session
+    live = write_live_session(out / "live.toml", channels, stems_dir,
+                              resolve_policy(policy))
     if as_json:
         click.echo(json.dumps(res.report()))
     else:
         click.echo(_summary(res, mix_path))
         click.echo(f"edgemix: raw stems in {stems_dir}/, processed stems in {processed_dir}/, "
                    f"report in {mpath}")
+        click.echo(f"edgemix: take part in the mix live: edgemix run --config {live} "
+                   "--osc 10024 --web 8080, then open http://127.0.0.1:8080/ or point an "
+                   "X-Air app (XR18) at 127.0.0.1 (docs/osc.md)")

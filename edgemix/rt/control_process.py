@@ -202,14 +202,17 @@ def _control_main(shm_name, spec, recipe, conn, stop):
             conn.send({"error": msg})
             return
         conn.send({"ready": True, "surface": surface.addresses if surface else []})
+        surface_stats = {}
         try:
             _run(loop, a["stats"], stop)
         finally:
             if surface is not None:
-                surface.stop()
                 if surface.scenes is not None:
                     surface.scenes.cancel()
+                surface_stats = surface.stats()
+                surface.stop()
         conn.send({"last_error": loop.last_error, "last_good": loop.last_good,
+                   "surface_stats": surface_stats,
                    "last_explanations": loop.last_explanations,
                    "last_master_explanations": loop.last_master_explanations,
                    "last_recognition": loop.last_recognition,
@@ -416,6 +419,7 @@ class ControlProcess:
                                  if s is not None else self._counts)
         return {"process": True, "hops": hops, "updates": updates, "errors": errors,
                 "surface": self.surface_addresses,
+                "surface_stats": self.final.get("surface_stats", {}),
                 "applied": self.applied, "rt": self.rt_status,
                 "last_error": self.final.get("last_error"), "hop_frames": self.hop_frames,
                 "ring_capacity_frames": self.ring.capacity,
