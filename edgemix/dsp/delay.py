@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgemix.dsp._jit import kernel
-from edgemix.dsp.arena import _view1, _view2, _view3
+from edgemix.dsp.arena import _f32_2, _f64_1, _f64_2, _f64_3, _i64_1
 from edgemix.dsp.strip import TICK
 from edgemix.params import CH, CHANNEL_SPECS, MAX_DELAY_MS
 
@@ -88,11 +88,10 @@ class DelayState:
 
 
 @kernel(inline="always")
-def _delay_views(f64, i64, f32, table, s):
+def _delay_views(table, s):
     """A :class:`DelayState` in an arena, in its field order."""
-    return (_view2(f32, table, s, 0), _view3(f64, table, s, 1), _view2(f64, table, s, 2),
-            _view1(i64, table, s, 3)[0], _view1(i64, table, s, 4)[0],
-            _view1(f64, table, s, 5)[0])
+    return (_f32_2(table, s, 0), _f64_3(table, s, 1), _f64_2(table, s, 2),
+            _i64_1(table, s, 3)[0], _i64_1(table, s, 4)[0], _f64_1(table, s, 5)[0])
 
 
 @kernel
