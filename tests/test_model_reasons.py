@@ -221,3 +221,13 @@ def test_the_control_loop_says_the_automation_level_where_it_applies():
         if c:
             assert loop.last_explanations[c]["automix_on"].endswith("automation 100 %")
     assert "loudness target is -18 LUFS" in loop.last_master_explanations["master_fader_db"]
+
+
+def test_the_sentences_shares_are_the_rules():
+    from edgemix.automix.reasons import shares_above
+    from edgemix.automix.rules import share_above_hz
+    bands = np.random.default_rng(5).uniform(-60.0, 0.0, (6, F.N_BANDS))
+    bands[5] = F.FLOOR_DB - 1e3                            # silence: no energy anywhere
+    for hz in (100.0, 250.0, 2000.0, 4000.0):
+        np.testing.assert_allclose(shares_above(bands, hz),
+                                   [share_above_hz(b, hz) for b in bands], atol=1e-12)
