@@ -293,3 +293,18 @@ def test_allow_list_refuses_other_clients():
         assert server.refused == 1
     finally:
         s.stop()
+
+
+def test_a_bundle_is_handled_message_by_message(osc):
+    from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+    from pythonosc.osc_message_builder import OscMessageBuilder
+    d, server, c = osc
+    b = OscBundleBuilder(IMMEDIATELY)
+    for address, value in (("/ch/01/mix/fader", 0.5), ("/ch/02/mix/on", 0)):
+        m = OscMessageBuilder(address=address)
+        m.add_arg(value)
+        b.add_content(m.build())
+    c.raw(b.build().dgram)
+    c.sync()
+    assert d.get(1, "fader_db") == pytest.approx(X.fader_to_db(0.5))
+    assert d.get(2, "mute_on") == 1.0

@@ -133,7 +133,10 @@ class ModelPolicy(Policy):
         for the bleed for seconds; the short-term loudness of a playing source is never
         above its playing level, so it only ever corrects that lag."""
         f = np.asarray(features, dtype=np.float64)
-        active = (f[:, F.F_ACT] >= MIN_ACTIVITY) & (f[:, F.F_LACT] > F.ABS_GATE_LUFS)
+        # from its first active hop (the rule policy waits for MIN_ACTIVITY, five hops):
+        # a source that comes in plays at its raw level until it is staged, and the mix of
+        # two copies of a show that differ in input gains differs for exactly that long
+        active = (f[:, F.F_ACT] > 0.0) & (f[:, F.F_LACT] > F.ABS_GATE_LUFS)
         trims = np.full(f.shape[0], np.nan)
         why = [""] * f.shape[0]
         for c in np.flatnonzero(active):

@@ -62,6 +62,11 @@ TRIM_SNAP_DOWN_DB = 6.0
 #: ``control`` (the whole step: inference + policy).
 CONTROL_STAGES = ("features", "inference", "policy", "control")
 _FEATURES, _INFERENCE, _POLICY, _CONTROL = range(4)
+#: Levels that take their first proposal whole, as an engineer sets a channel's gain and
+#: fader the first time it plays, then rides them: slewing 1 dB per hop from the desk's
+#: defaults would leave a mic 20 dB off for two seconds, and two copies of a show that
+#: differ only in input gains would start as different mixes.
+FIRST_PROPOSAL_JUMPS = ("trim_db", "fader_db")
 
 
 def ring_capacity(hop_frames: int, block_size: int, ring_hops: int = RING_HOPS) -> int:
@@ -159,6 +164,7 @@ class ControlLoop:
         #: per channel, the policy's recognised role and probability beside the role in
         #: use (``policy.recognition()``), None for a policy that does not recognise roles
         self.last_recognition: list[dict] | None = None
+        self._proposed: np.ndarray | None = None   # parameters proposed at least once
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.rt_status = "not requested"
@@ -195,6 +201,10 @@ class ControlLoop:
             self.features.reset()
         self.automation.reset()
         self.timer.reset()
+        self._proposed = None
+        target = getattr(self.policy, "master_target", None)
+        if target is not None:
+            target.reset()
 
     def advance(self) -> int:
         """Feed everything in the ring to the features, stepping at each hop boundary
@@ -251,6 +261,7 @@ class ControlLoop:
             snap = self.features.snapshot() if self.features is not None \
                 else meter_snapshot(self.console)
             proposal = as_proposal(self.policy.propose(snap), n)
+            self._first_proposals_jump(proposal)
             self._snap_trims_down(proposal)
             self._propose_master(snap, proposal)
             if self.desk is not None:
@@ -271,6 +282,25 @@ class ControlLoop:
         self.last_recognition = recognition() if callable(recognition) else None
         self.updates += 1
         return True
+
+    def _first_proposals_jump(self, proposal) -> None:
+        """Where a ``FIRST_PROPOSAL_JUMPS`` level is proposed for the first time, its
+        target starts at the proposal blended with the person's setting by the automation
+        level (locked parameters stay the person's); the hop's step then holds it."""
+        from edgemix.automix.policy import blend
+        a = self.automation
+        if self._proposed is None or self._proposed.shape != a.targets.shape:
+            self._proposed = np.zeros(a.targets.shape, dtype=bool)
+        first = np.zeros(a.targets.shape, dtype=bool)
+        for name in FIRST_PROPOSAL_JUMPS:
+            j = getattr(P.CH, name)
+            first[:, j] = np.isfinite(proposal.values[:, j]) & ~self._proposed[:, j] \
+                & ~a.locked[:, j]
+        if first.any():
+            want = blend(a.manual, np.where(first, proposal.values, np.nan), a.level, a.locked)
+            a.targets[first] = want[first]
+            a._smooth[first] = np.nan  # noqa: SLF001 (restart the smoothing at the proposal)
+        self._proposed |= np.isfinite(proposal.values)
 
     def _snap_trims_down(self, proposal) -> None:
         """Trims proposed ``TRIM_SNAP_DOWN_DB`` or more below their target start there

@@ -273,13 +273,11 @@ def start_control_surface(recipe: dict, loop, stage, meters=None):
     return surface
 
 
-def build_surface(desk, config, *, scenes=None, meters=None, explain=None) -> Surface:
+def build_surface(desk, config, *, scenes=None, meters=None) -> Surface:
     """A :class:`Surface` with the servers ``config`` (a
     :class:`~edgemix.session.ControlConfig`) asks for: OSC when ``config.osc``, the web
-    page when ``config.web``.  ``explain``: extra per-parameter explanations (unused by
-    the desk itself; servers read ``surface.explain``)."""
+    page when ``config.web``."""
     surface = Surface(desk, scenes=scenes, meters=meters, config=config)
-    surface.explain = explain
     if config.osc is not None:
         from edgemix.rt.osc.server import OscServer
         host, port = config.osc

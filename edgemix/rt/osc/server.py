@@ -475,11 +475,8 @@ class OscServer:
         raise X.XAirError(f"{address}: unknown address (see docs/osc.md for /edgemix/...)")
 
     def _explain(self, ch: int, param: str) -> str:
-        explain = getattr(self.surface, "explain", None)
-        if callable(explain):
-            text = explain(ch, param)
-            if text:
-                return str(text)
+        """The policy's sentence for the parameter's last automatic move (the desk keeps
+        them per hop), else who holds it."""
         why = self.desk.snapshot()["channels"][ch - 1]["explanations"].get(param)
         if why:
             return why
