@@ -103,7 +103,8 @@ def control_recipe(session, kind: str | None = None, surface: dict | None = None
             "model_path": session.model.path, "model_backend": session.model.backend,
             "hop_ms": session.model.hop_ms, "surface": surface,
             "loudness_target_lufs": session.loudness_target_lufs,
-            "master": sorted(session.master)}
+            "master": sorted(session.master), "align": session.model.align,
+            "names": [c.name for c in session.channels]}
 
 
 def _policy_from(recipe):
@@ -177,6 +178,10 @@ def _control_main(shm_name, spec, recipe, conn, stop):
             from edgemix.features import FeatureExtractor
             features = FeatureExtractor(spec["sample_rate_hz"], spec["n_channels"],
                                         hop_ms=recipe["hop_ms"])
+            if recipe.get("align"):  # live alignment (edgemix/automix/prep/live.py)
+                from edgemix.automix.prep.live import with_alignment
+                policy, features = with_alignment(policy, features, spec["n_channels"],
+                                                  spec["sample_rate_hz"], recipe["names"])
             console = _MailboxConsole(spec, a)
             ring = FrameRing(spec["ring_frames"], spec["n_channels"], data=a["ring"],
                              idx=a["idx"])
