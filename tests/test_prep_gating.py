@@ -3,8 +3,6 @@ explained, with hysteresis; the console then keeps its noise and bleed out while
 phrases pass untouched; a person's setting wins."""
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from edgemix import features as F
@@ -13,7 +11,6 @@ from edgemix.automix import make_policy
 from edgemix.automix.policy import Automation, Policy, Proposal
 from edgemix.automix.prep.gating import GatingPolicy, gate_proposals
 from edgemix.console import Console
-from edgemix.session import ChannelConfig, default_session
 
 SR = 48000
 BLOCK = 4800          # one control hop (100 ms) per block
@@ -31,12 +28,6 @@ def _voice_with_rests(seconds=24.0, seed=0):
     return np.stack([voice, pad], axis=1).astype(np.float32), sing
 
 
-def _session():
-    return dataclasses.replace(default_session(0), channels_given=True, channels=(
-        ChannelConfig(name="vox", input=1, role="lead_vocal"),
-        ChannelConfig(name="pad", input=2, role="pad")))
-
-
 def _voice_alone(x, params):
     """The console's output with only the voice up (the pad muted)."""
     c = Console(SR, BLOCK, 2, 1)
@@ -51,7 +42,7 @@ def test_resting_channel_gated_through_the_console():
     gets its gate, the pad does not; through the console the vocal's rests (noise and
     bleed) come down by more than 20 dB while its phrases pass within 0.5 dB."""
     x, sing = _voice_with_rests()
-    policy = make_policy("rules", _session())
+    policy = make_policy("rules", ["lead_vocal", "pad"])
     assert isinstance(policy, GatingPolicy)
     fx = F.FeatureExtractor(SR, 2)
     auto = Automation(2)
@@ -98,7 +89,7 @@ def test_hysteresis_and_no_opinion_before_playing():
 
 def test_a_persons_gate_setting_wins_and_meters_give_no_opinion():
     x, _ = _voice_with_rests(12.0)
-    policy = make_policy("rules", _session())
+    policy = make_policy("rules", ["lead_vocal", "pad"])
     fx = F.FeatureExtractor(SR, 2)
     auto = Automation(2)
     auto.set_manual(0, "gate_on", 0.0)          # the engineer switched it out
