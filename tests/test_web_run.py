@@ -82,7 +82,7 @@ def running(tmp_path_factory):
 def page(running):
     d = make_browser()
     d.get(running["web"])
-    wait_for(lambda: js(d, "return document.body.dataset.meterFrames"), 30,
+    wait_for(lambda: js(d, "return document.body.dataset.meterFrames"), 300,
              "the first meter frame")
     yield d
     d.quit()
@@ -118,15 +118,15 @@ def test_osc_and_the_page_see_each_others_moves(running, page):
     send, ask = _osc(running["osc"])
     # OSC -> page: the X-Air fader float, shown in dB
     send("/ch/02/mix/fader", 0.5)
-    wait_for(lambda: strip_value(page, 2, "fader_db") == str(fader_to_db(0.5)), 10,
+    wait_for(lambda: strip_value(page, 2, "fader_db") == str(fader_to_db(0.5)), 20,
              "the OSC fader in the page")
     send("/ch/03/mix/on", 0)  # X-Air's "on" is the inverse of our mute
-    wait_for(lambda: strip_value(page, 3, "mute_on") == "1", 10, "the OSC mute")
+    wait_for(lambda: strip_value(page, 3, "mute_on") == "1", 20, "the OSC mute")
     # page -> OSC: a real drag, read back in units and as the X-Air float
     cap = page.find_element("css selector", '[data-channel="1"] .fader .cap')
     ActionChains(page).click_and_hold(cap).move_by_offset(0, 30).move_by_offset(0, 30) \
         .release().perform()
-    wait_for(lambda: ask("/edgemix/ch/01/owner/fader_db")[1] == ["person"], 10,
+    wait_for(lambda: ask("/edgemix/ch/01/owner/fader_db")[1] == ["person"], 20,
              "the page's move at the desk")
     shown = wait_for(lambda: strip_value(page, 1, "fader_db"), 5, "the page's value")
     assert ask("/edgemix/ch/01/fader_db")[1][0] == pytest.approx(float(shown), abs=1e-6)
@@ -147,7 +147,7 @@ def test_the_meters_move_and_the_policy_explains(running, page):
                     ".dataset.value")
     assert math.isfinite(float(lufs))
     why = wait_for(lambda: js(page, "return document.querySelector('[data-channel=\"4\"] "
-                                    ".why').textContent"), 10, "an explanation")
+                                    ".why').textContent"), 20, "an explanation")
     assert "fader" in why or "dB" in why
 
 
@@ -155,18 +155,18 @@ def test_scenes_save_and_recall_from_the_page(running, page):
     send, ask = _osc(running["osc"])
     send("/edgemix/ch/04/fader_db", -4.0)
     wait_for(lambda: strip_value(page, 4, "fader_db") == "-4.0" or
-             strip_value(page, 4, "fader_db") == "-4", 10, "the fader before")
+             strip_value(page, 4, "fader_db") == "-4", 20, "the fader before")
     page.find_element("id", "scenes-open").click()
     page.find_element("id", "scene-name").send_keys("chorus")
     page.find_element("id", "scene-save").click()
-    wait_for(lambda: (running["dir"] / "scenes" / "chorus.toml").is_file(), 10,
+    wait_for(lambda: (running["dir"] / "scenes" / "chorus.toml").is_file(), 20,
              "the scene file")
     wait_for(lambda: js(page, "return document.querySelector('[data-scene=\"chorus\"]')"),
              10, "the scene in the list")
     send("/edgemix/ch/04/fader_db", -20.0)
-    wait_for(lambda: float(strip_value(page, 4, "fader_db")) == -20.0, 10, "the move")
+    wait_for(lambda: float(strip_value(page, 4, "fader_db")) == -20.0, 20, "the move")
     page.find_element("css selector", '[data-scene="chorus"]').click()
-    wait_for(lambda: float(strip_value(page, 4, "fader_db")) == -4.0, 10, "the recall")
+    wait_for(lambda: float(strip_value(page, 4, "fader_db")) == -4.0, 20, "the recall")
     assert ask("/edgemix/ch/04/fader_db")[1][0] == pytest.approx(-4.0)
     page.find_element("css selector", "#scenes .sheet-head button").click()
 

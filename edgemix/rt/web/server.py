@@ -194,7 +194,7 @@ class WebServer:
         app = web.Application(client_max_size=MAX_MESSAGE)
         app.on_response_prepare.append(lambda request, response: self._prepared(response))
         app.add_routes([web.get("/", self._page), web.get("/static/{name}", self._static),
-                        web.get("/ws", self._socket)])
+                        web.get("/ws", self._socket), web.get("/stats", self._stats)])
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
@@ -295,6 +295,14 @@ class WebServer:
             response.set_cookie(pairing.COOKIE, self.token, httponly=True,
                                 samesite="Strict", path="/")
         return response
+
+    async def _stats(self, request):
+        """``GET /stats``: :meth:`stats` as JSON (for monitoring and the benchmarks)."""
+        from aiohttp import web
+        why = self._allowed(request)
+        if why:
+            return self._refuse(why)
+        return web.json_response(self.stats())
 
     async def _static(self, request):
         from aiohttp import web
