@@ -36,6 +36,8 @@ import urllib.request
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from bench_jack import reference_server  # noqa: E402
 from cli_helpers import edgemix_env, edgemix_exe  # noqa: E402
 from jack_helpers import LoopPlayer, connect, have_jackd, jack_server, wait_for_ports  # noqa: E402
 
@@ -265,7 +267,8 @@ def test_bench_web_jack_missed_blocks_under_clients_and_flood(tmp_path, record_p
                    '[control]\nosc_rate_per_s = 20000\n' + chans)
     audio, _ = render_synthetic(n, 48000, 8.0, seed=11)
     browser = None
-    with jack_server(rate=48000, period=64, capture=n, playback=2) as server:
+    with reference_server() as ref_xruns, \
+            jack_server(rate=48000, period=64, capture=n, playback=2) as server:
         p, url, osc, err = _start(cfg, FLOOD_S + 60, ["--server", server],
                                   env=edgemix_env(JACK_DEFAULT_SERVER=server))
         player = None
@@ -280,7 +283,9 @@ def test_bench_web_jack_missed_blocks_under_clients_and_flood(tmp_path, record_p
             with PageLikeClients(url, 6, frozen=1):
                 time.sleep(2.0)
                 before = _stats(url)
+                ref0 = ref_xruns()
                 rate = _flood(osc, FLOOD_S, FLOOD_RATE)
+                reference = ref_xruns() - ref0
                 after = _stats(url)
             browser.quit()
             browser = None
@@ -296,7 +301,8 @@ def test_bench_web_jack_missed_blocks_under_clients_and_flood(tmp_path, record_p
     st = json.loads(out.strip().splitlines()[-1])
     line = (f"JACK 16 ch 48 kHz/64, rule policy, 8 web clients (1 frozen), OSC flood "
             f"{rate:.0f} msg/s for {FLOOD_S:g} s: blocks {st['blocks']}, missed (ours) "
-            f"{st.get('backend_missed')}, server xruns {st.get('backend_server_xruns')}, "
+            f"{st.get('backend_missed')}, server xruns {st.get('backend_server_xruns')} "
+            f"(reference C-only server, the flood's seconds: {reference}), "
             f"late {st['late_blocks']}; web clients during the flood: "
             f"{after['clients']}, meter frames sent {after['meter_frames'] - before['meter_frames']}, "
             f"meter latency p50 {after['meter_latency_ms']['p50']} ms "
@@ -305,4 +311,5 @@ def test_bench_web_jack_missed_blocks_under_clients_and_flood(tmp_path, record_p
     for k in ("blocks", "backend_missed", "backend_server_xruns", "late_blocks"):
         record_property(k, st.get(k))
     record_property("flood_rate", rate)
+    record_property("reference_xruns", reference)
     assert rate >= 0.9 * FLOOD_RATE
