@@ -67,6 +67,10 @@ def build_runner(session: Session, *, record_dir=None, server: str | None = None
     surface = surface_recipe(session, control)
     if policy is None:
         policy = load_policy(session)  # here too: a bad model is a one-line error now
+        if session.model.align:  # live alignment rides on the control loop's hops
+            from edgemix.automix.prep.live import AlignedPolicy
+            policy = AlignedPolicy.for_channels(policy, session.n_channels, fs,
+                                                [c.name for c in session.channels])
         if (policy is not None and b.kind in ("jack", "portaudio")) or surface:
             from edgemix.rt.control_process import control_recipe
             # live, or a control surface: the control path in its own process
@@ -78,6 +82,8 @@ def build_runner(session: Session, *, record_dir=None, server: str | None = None
         try:
             from edgemix.features import FeatureExtractor
             features = FeatureExtractor(fs, session.n_channels, hop_ms=session.model.hop_ms)
+            if hasattr(policy, "feeding"):  # the aligner hears the input too
+                features = policy.feeding(features)
         except ImportError:
             features = None  # the control loop falls back to the console's meters
     recorder = None

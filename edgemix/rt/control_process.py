@@ -100,7 +100,10 @@ def control_recipe(session, kind: str | None = None, surface: dict | None = None
     return {"kind": kind or session.model.policy, "where": str(getattr(session, "path", "")),
             "roles": [c.role for c in session.channels],
             "model_path": session.model.path, "model_backend": session.model.backend,
-            "hop_ms": session.model.hop_ms, "surface": surface}
+            "hop_ms": session.model.hop_ms, "surface": surface,
+            "loudness_target_lufs": session.loudness_target_lufs,
+            "master": sorted(session.master), "align": session.model.align,
+            "names": [c.name for c in session.channels]}
 
 
 def _policy_from(recipe):
@@ -109,7 +112,9 @@ def _policy_from(recipe):
         path=recipe["where"],
         channels=[pytypes.SimpleNamespace(role=r) for r in recipe["roles"]],
         model=pytypes.SimpleNamespace(path=recipe["model_path"],
-                                      backend=recipe["model_backend"]))
+                                      backend=recipe["model_backend"]),
+        loudness_target_lufs=recipe["loudness_target_lufs"],
+        master={name: None for name in recipe["master"]})
     return make_policy(recipe["kind"], stand_in)
 
 
@@ -176,6 +181,10 @@ def _control_main(shm_name, spec, recipe, conn, stop):
             from edgemix.features import FeatureExtractor
             features = FeatureExtractor(spec["sample_rate_hz"], spec["n_channels"],
                                         hop_ms=recipe["hop_ms"])
+            if recipe.get("align"):  # live alignment (edgemix/automix/prep/live.py)
+                from edgemix.automix.prep.live import with_alignment
+                policy, features = with_alignment(policy, features, spec["n_channels"],
+                                                  spec["sample_rate_hz"], recipe["names"])
             console = _MailboxConsole(spec, a)
             ring = FrameRing(spec["ring_frames"], spec["n_channels"], data=a["ring"],
                              idx=a["idx"])
@@ -198,15 +207,20 @@ def _control_main(shm_name, spec, recipe, conn, stop):
             conn.send({"error": msg})
             return
         conn.send({"ready": True, "surface": surface.addresses if surface else []})
+        surface_stats = {}
         try:
             _run(loop, a["stats"], stop)
         finally:
             if surface is not None:
-                surface.stop()
                 if surface.scenes is not None:
                     surface.scenes.cancel()
+                surface_stats = surface.stats()
+                surface.stop()
         conn.send({"last_error": loop.last_error, "last_good": loop.last_good,
+                   "surface_stats": surface_stats,
                    "last_explanations": loop.last_explanations,
+                   "last_master_explanations": loop.last_master_explanations,
+                   "last_recognition": loop.last_recognition,
                    "ring_dropped_frames": loop.ring.dropped_frames,
                    "ring_dropped_blocks": loop.ring.dropped_blocks})
     finally:
@@ -285,6 +299,8 @@ class ControlProcess:
         self.final: dict = {}
         self.last_good = None
         self.last_explanations = None
+        self.last_master_explanations: dict = {}
+        self.last_recognition = None
         self.rt_status = "not requested"
         self.applied = 0  # target pairs the audio thread took from the mailbox
         #: the control surface's addresses once the process runs; ``announce(addresses)``
@@ -371,6 +387,8 @@ class ControlProcess:
             self._proc = None
         self.last_good = self.final.get("last_good")
         self.last_explanations = self.final.get("last_explanations")
+        self.last_master_explanations = self.final.get("last_master_explanations") or {}
+        self.last_recognition = self.final.get("last_recognition")
         if self._a is not None:
             self._counts = tuple(int(v) for v in self._a["stats"][[S_HOPS, S_UPDATES, S_ERRORS]])
         if self.applied:  # the console reports what it mixed with
@@ -406,6 +424,7 @@ class ControlProcess:
                                  if s is not None else self._counts)
         return {"process": True, "hops": hops, "updates": updates, "errors": errors,
                 "surface": self.surface_addresses,
+                "surface_stats": self.final.get("surface_stats", {}),
                 "applied": self.applied, "rt": self.rt_status,
                 "last_error": self.final.get("last_error"), "hop_frames": self.hop_frames,
                 "ring_capacity_frames": self.ring.capacity,
