@@ -7,8 +7,9 @@ The engine API is small and boring (DESIGN.md contract 2)::
     out = c.process(block)       # (frames, n_channels) float32 -> (frames, 2) float32
     c.reset()                    # clear audio state, keep parameters
 
-One block is one Numba call (``_console_block``): guard, every strip, the automixer, the
-buses, the reverb, the master fader, the limiter and the meters.  Nothing in it allocates.
+One block is one Numba call (``_console_block``): guard, input delay, every strip, the
+automixer, the buses, the reverb, the master fader, the limiter and the meters.  Nothing in
+it allocates.
 
 Threads: ``process`` belongs to the audio thread.  ``set_channel``/``set_master``/``stage``
 may be called from any other thread: they build a new parameter pair and publish it with a
@@ -30,6 +31,7 @@ from edgemix.dsp._jit import kernel
 from edgemix.dsp.arena import Arena, _f32_2, _f64_1, _f64_2, _i64_1
 from edgemix.dsp.automixer import (AutomixState, _automix_block, _automix_idle, _automix_skip,
                                    _automix_views)
+from edgemix.dsp.delay import DelayState, _delay_block, _delay_views
 from edgemix.dsp.dynamics import _gain_of_db
 from edgemix.dsp.limiter import S_GAIN, LimiterState, _limiter_run, _limiter_views
 from edgemix.dsp.reverb import ReverbState, _reverb_block, _reverb_views
@@ -49,8 +51,8 @@ MAX_CHANNELS = 256
 #: ``*_views`` helper beside its kernel, an index here, its allocation in
 #: ``Console.__init__`` (and its ``reset`` in ``Console.reset``), and its call in
 #: ``_console_block``.
-ENGINE, STRIP, AUTOMIX, REVERB, MASTER, LIMITER, TRUEPEAK, LOUDNESS, PEAK, CORRELATION = \
-    range(10)
+ENGINE, STRIP, AUTOMIX, REVERB, MASTER, LIMITER, TRUEPEAK, LOUDNESS, PEAK, CORRELATION, \
+    DELAY = range(11)
 
 
 @dataclass
@@ -149,7 +151,7 @@ def _console_block(x, out, direct, n_frames, table):
     ``x`` ``(n_frames, C)`` float32 input; ``out`` ``(n_frames, 2)`` float32 master out;
     ``direct`` ``(n_frames, C, 2)`` float32 direct outs, or ``(0, C, 2)`` for none;
     ``table``: the console's :class:`~edgemix.dsp.arena.Arena` table, one stage per row
-    (``ENGINE`` .. ``CORRELATION``), from which each stage's ``_*_views`` helper gives back
+    (``ENGINE`` .. ``DELAY``), from which each stage's ``_*_views`` helper gives back
     its state type's arrays.  Everything is preallocated; nothing allocates.
     """
     p, m, m_prev, work, bus, aux, clock, guard, fs_hz, n_aux = _engine_views(table, ENGINE)
@@ -159,6 +161,7 @@ def _console_block(x, out, direct, n_frames, table):
 
     _guard_input(x, work, guard)
     t0 = clock[0]
+    _delay_block(work, n_frames, t0, p, *_delay_views(table, DELAY))
     _strips_pre_fader(work, n_frames, t0, p, cur, gain, gain_t, gain_prev, coef, z, dyn, k,
                      col_class, col_band, col_log, col_alpha, gain_alpha, meter_k, fs_hz, n_aux)
     if _automix_idle(p, am_ch):
@@ -268,10 +271,10 @@ class Console:
             AutomixState.allocate(c, fs), ReverbState.allocate(fs), MasterState.allocate(fs),
             LimiterState.allocate(fs), TruePeakState.allocate(2, fs),
             L.LoudnessState.allocate(fs, 2), M.PeakState.allocate(2, fs),
-            M.CorrelationState.allocate(fs)])
+            M.CorrelationState.allocate(fs), DelayState.allocate(c, fs)])
         (self._engine, self._strip, self._automix, self._reverb, self._master,
          self._limiter, self._truepeak, self._loud, self._peak_meter,
-         self._corr_meter) = self._arena.stages
+         self._corr_meter, self._delay) = self._arena.stages
         self._table = self._arena.table
         e = self._engine
         self._p, self._m, self._m_prev = e.p, e.m, e.m_prev
@@ -357,7 +360,7 @@ class Console:
         Call it when no block is being processed (the audio thread, or a stopped stream).
         """
         for st in (self._strip, self._automix, self._reverb, self._limiter, self._truepeak,
-                   self._loud, self._peak_meter, self._corr_meter, self._engine):
+                   self._loud, self._peak_meter, self._corr_meter, self._engine, self._delay):
             st.reset()
         self._master.reset(self._m)
 

@@ -11,13 +11,14 @@ import pytest
 
 from edgemix import console as C
 from edgemix.dsp import arena as A
-from edgemix.dsp import automixer, limiter, loudness, meters, reverb, strip, truepeak
+from edgemix.dsp import automixer, delay, limiter, loudness, meters, reverb, strip, truepeak
 
 VIEWS = {C.ENGINE: C._engine_views, C.STRIP: strip._strip_views,
          C.AUTOMIX: automixer._automix_views, C.REVERB: reverb._reverb_views,
          C.MASTER: C._master_views, C.LIMITER: limiter._limiter_views,
          C.TRUEPEAK: truepeak._truepeak_views, C.LOUDNESS: loudness._loudness_views,
-         C.PEAK: meters._peak_views, C.CORRELATION: meters._correlation_views}
+         C.PEAK: meters._peak_views, C.CORRELATION: meters._correlation_views,
+         C.DELAY: delay._delay_views}
 
 
 def _returner(views):

@@ -39,8 +39,9 @@ Channels that are related form groups; each group is a maximum spanning tree of 
 confident pairs, rooted at its earliest channel (the closest mic: the DI, the kick in,
 the snare top).  Every other channel gets one :class:`Alignment` against its parent.
 :func:`corrections` turns those into strip settings: ``delay_ms`` delays every earlier
-channel to meet the group's latest one (a delay can only be added), ``polarity_invert``
-flips the channels that are inverted against the root.
+channel to meet the group's latest one (a delay can only be added; with the sample rate
+given, the whole group a further 15 samples, for the strip's full interpolator),
+``polarity_invert`` flips the channels that are inverted against the root.
 
 The same pair estimator serves the live path (``edgemix.automix.prep.live``), which keeps
 the averaged spectra as running sums.
@@ -76,6 +77,8 @@ AMBIGUITY_MAX = 0.7
 REFLECTION_MS = 1.0
 #: Largest Cramer-Rao standard deviation (samples) of a delay still given.
 STD_MAX_SAMPLES = 0.3
+#: The fast screen (:func:`screen`) below which a pair is not estimated at all.
+SCREEN_MIN = 0.3
 #: Fewer frames than this with both channels playing: too little programme.
 MIN_FRAMES = 8
 #: Consecutive groups of frames (independent stretches of programme) for the jackknife estimate of a lag's precision.
@@ -83,7 +86,7 @@ JACKKNIFE_GROUPS = 4
 #: Coherence is capped here before the ML weight g^2/(1-g^2) (a weight of 99).
 _G2_CAP = 0.99
 #: Grid of the first peak search, in points per sample.
-_UPSAMPLE = 4
+_UPSAMPLE = 2
 
 
 @dataclass(frozen=True)
@@ -396,6 +399,19 @@ def _abstain(est: PairEstimate, why: str) -> PairEstimate:
                         else est.confidence, why)
 
 
+def screen(G: np.ndarray, Pa: np.ndarray, Pb: np.ndarray, frame: int,
+           sample_rate_hz: float):
+    """A fast first look at a pair: ``sum |G| / sum sqrt(Pa Pb)`` over the band (the
+    power-weighted coherence, before any lag is chosen).  Mics of one source score near 1,
+    independent channels about ``1 / sqrt(frames)``; bleed can score high too, which the
+    full estimate then tells apart.  Pairs under ``SCREEN_MIN`` are not estimated.  Sums
+    run over the last axis: ``(pairs, bins)`` arrays give one score per pair."""
+    k_lo, k_hi = band(frame, sample_rate_hz)
+    geo = np.sqrt(Pa[..., k_lo:k_hi] * Pb[..., k_lo:k_hi]).sum(axis=-1)
+    q = np.abs(G[..., k_lo:k_hi]).sum(axis=-1) / np.maximum(geo, 1e-300)
+    return float(q) if np.ndim(q) == 0 else q
+
+
 def _mono(name: str, x) -> np.ndarray:
     a = np.asarray(x)
     if a.ndim == 2:
@@ -420,11 +436,12 @@ def _pair_stats(Xa: np.ndarray, Xb: np.ndarray):
         return None
     Xa, Xb = Xa[act], Xb[act]
     cross, pa, pb = np.conj(Xa) * Xb, np.abs(Xa) ** 2, np.abs(Xb) ** 2
-    grp = (np.arange(n) * JACKKNIFE_GROUPS) // n
-    sums = tuple(np.stack([v[grp == i].sum(axis=0) for i in range(JACKKNIFE_GROUPS)])
-                 for v in (cross, pa, pb))
-    counts = np.bincount(grp, minlength=JACKKNIFE_GROUPS).astype(np.float64)
-    return cross.mean(axis=0), pa.mean(axis=0), pb.mean(axis=0), n, sums + (counts,)
+    edges = (np.arange(JACKKNIFE_GROUPS + 1) * n) // JACKKNIFE_GROUPS
+    sums = tuple(np.add.reduceat(v, edges[:-1], axis=0) if n >= JACKKNIFE_GROUPS
+                 else np.zeros((0, v.shape[1]), v.dtype) for v in (cross, pa, pb))
+    counts = np.diff(edges).astype(np.float64) if n >= JACKKNIFE_GROUPS else np.zeros(0)
+    total = sums[0].sum(axis=0) if n >= JACKKNIFE_GROUPS else cross.sum(axis=0)
+    return (total / n, pa.mean(axis=0), pb.mean(axis=0), n, sums + (counts,))
 
 
 def analyse_pair(a: np.ndarray, b: np.ndarray, sample_rate_hz: float,
@@ -490,9 +507,15 @@ def find_alignments(stems: Mapping[str, np.ndarray], sample_rate_hz: float) -> l
             if length > 0 and 10 * math.log10(float(np.mean(sig[n][:length] ** 2)) + 1e-30)
             > SILENT_DBFS]
     spectra = {n: frame_spectra(sig[n][:length], frame, hop) for n in live}
+    power = {n: np.mean(np.abs(spectra[n]) ** 2, axis=0) for n in live}
     pairs: dict[tuple[str, str], PairEstimate] = {}
     for i, a in enumerate(live):
         for b in live[i + 1:]:
+            if spectra[a].shape[0] == 0:
+                continue
+            cross = np.einsum("fk,fk->k", np.conj(spectra[a]), spectra[b]) / spectra[a].shape[0]
+            if screen(cross, power[a], power[b], frame, fs) < SCREEN_MIN:
+                continue                  # unrelated: not worth the full estimate
             est = analyse_pair(sig[a][:length], sig[b][:length], fs, (spectra[a], spectra[b]))
             if est.related or (est.abstained and est.abstained != "not related"
                                and est.abstained != "too little programme"):
@@ -563,12 +586,16 @@ def _tree(names: list[str], pairs: Mapping[tuple[str, str], PairEstimate],
     return out
 
 
-def corrections(alignments: Iterable[Alignment]) -> dict[str, tuple[float, bool]]:
+def corrections(alignments: Iterable[Alignment],
+                sample_rate_hz: float | None = None) -> dict[str, tuple[float, bool]]:
     """Strip settings that align each group: ``{channel: (delay_ms, polarity_invert)}``.
 
     Every channel is delayed to meet its group's latest channel (a delay can only be
-    added); channels inverted against the group's root are flipped.  Abstained entries
-    change nothing.  Channels of no group are left out.
+    added); channels inverted against the group's root are flipped.  With the sample rate
+    given, every member of a group is delayed by at least ``delay.HALF_TAPS - 1`` samples
+    more, so that each gets the strip's full-length interpolator (``edgemix/dsp/delay.py``:
+    shorter delays have fewer taps); the group's relative timing is unchanged.  Abstained
+    entries change nothing; channels of no group are left out.
     """
     links = [a for a in alignments if a.abstained is None]
     when: dict[str, float] = {}
@@ -595,4 +622,9 @@ def corrections(alignments: Iterable[Alignment]) -> dict[str, tuple[float, bool]
     latest: dict[str, float] = {}
     for ch, g in group.items():
         latest[g] = max(latest.get(g, -math.inf), when[ch])
-    return {ch: (min(P.MAX_DELAY_MS, latest[group[ch]] - when[ch]), flip[ch]) for ch in group}
+    lift = 0.0
+    if sample_rate_hz is not None:
+        from edgemix.dsp.delay import HALF_TAPS
+        lift = 1e3 * (HALF_TAPS - 1) / float(sample_rate_hz)
+    return {ch: (min(P.MAX_DELAY_MS, latest[group[ch]] - when[ch] + lift), flip[ch])
+            for ch in group}
