@@ -34,6 +34,7 @@ Threads: ``propose`` belongs to the control thread (it reuses preallocated input
 from __future__ import annotations
 
 import pathlib
+import time
 
 import numpy as np
 
@@ -84,6 +85,8 @@ class ModelPolicy(Policy):
         self._mask = np.zeros(MAX_CHANNELS, dtype=np.float32)
         self.roles: tuple[str, ...] = ()
         self.role_probabilities = np.zeros(0)
+        #: how long the last ``backend.predict`` took, ns (the control loop's ``inference``)
+        self.inference_ns = 0
         self.tracker: RoleTracker | None = None
         #: per channel, per parameter: the last hop's sentence (what the desk shows)
         self.last_explanations: tuple[dict[str, str], ...] = ()
@@ -112,7 +115,9 @@ class ModelPolicy(Policy):
         self._features[n:] = 0.0
         self._mask[:n] = 1.0
         self._mask[n:] = 0.0
+        t0 = time.perf_counter_ns()
         params01, logits = self.backend.predict(self._features, self._mask)
+        self.inference_ns = time.perf_counter_ns() - t0
         values = P.denormalise_outputs(params01[:n])
         z = logits[:n].astype(np.float64)
         z = np.exp(z - z.max(axis=1, keepdims=True))  # softmax, shifted against overflow
