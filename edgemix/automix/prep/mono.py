@@ -39,6 +39,9 @@ LOSS_WARN_DB = 1.25
 MAX_LAG_MS = 30.0
 SAME_TIME_MS = 0.05
 MIN_CORRELATION = 0.5
+#: At or above this a delayed pair is one signal copied (a Haas double), not two mics
+#: (whose colourations differ and keep their correlation lower).
+COPY_CORRELATION = 0.98
 #: Longest stretch the pair search reads (the loudest, from the channels' common energy).
 ANALYSIS_S = 8.0
 WELCH_NFFT = 4096
@@ -230,11 +233,12 @@ def warnings(fold: MonoFold | None, pairs: Sequence[Pair],
         elif kind == "comb":
             late, early = (p.b, p.a) if p.delay_ms > 0 else (p.a, p.b)
             notches = ", ".join(f"{f:.0f}" for f in comb_notches_hz(p.delay_ms))
-            what = ("two mics of one source" if same_source else "a Haas double")
-            fix = (f"delay {early} by {abs(p.delay_ms):.2f} ms (delay_ms) to align them"
-                   if same_source else
-                   f"narrow the pair, or replace {late} with a separate take instead of a "
-                   "delayed copy")
+            # one signal, delayed: the same colouration (a copy), not two mics
+            copy = abs(p.correlation) >= COPY_CORRELATION
+            what = "a Haas double" if copy or not same_source else "two mics of one source"
+            fix = (f"narrow the pair, or replace {late} with a separate take instead of a "
+                   "delayed copy" if what == "a Haas double" else
+                   f"delay {early} by {abs(p.delay_ms):.2f} ms (delay_ms) to align them")
             pol = ", inverted" if p.inverted else ""
             out.append(f"{late} is {early} {abs(p.delay_ms):.2f} ms late ({what}, "
                        f"correlation {p.correlation:+.2f}{pol}): folded to mono it "
