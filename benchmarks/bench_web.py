@@ -25,7 +25,6 @@ import asyncio
 import json
 import os
 import pathlib
-import re
 import socket
 import subprocess
 import sys
@@ -38,7 +37,8 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from bench_jack import reference_server  # noqa: E402
-from cli_helpers import edgemix_env, edgemix_exe  # noqa: E402
+from cli_helpers import edgemix_env, start_surface_run  # noqa: E402
+from cli_helpers import end_run as _end  # noqa: E402
 from jack_helpers import LoopPlayer, connect, have_jackd, jack_server, wait_for_ports  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -49,42 +49,10 @@ FLOOD_RATE = 5000.0
 
 def _start(cfg, seconds, extra=(), env=None):
     """``edgemix run`` with ``--osc 0 --web 0``; (process, web URL, OSC port, stderr)."""
-    p = subprocess.Popen(edgemix_exe() + ["run", "--config", str(cfg), "--json",
-                                          "--duration-s", str(seconds), "--osc", "0",
-                                          "--web", "0", *extra],
-                         cwd=cfg.parent, env=env or edgemix_env(), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-    err: list[str] = []
-    found = {}
-
-    def read():
-        for line in p.stderr:
-            err.append(line)
-            m = re.search(r"control surface: (http://127\.0\.0\.1:\d+/)", line)
-            if m:
-                found["web"] = m.group(1)
-            m = re.search(r"control surface: osc://127\.0\.0\.1:(\d+)", line)
-            if m:
-                found["osc"] = int(m.group(1))
-    threading.Thread(target=read, daemon=True).start()
-    t_end = time.monotonic() + 600
-    while len(found) < 2 and time.monotonic() < t_end and p.poll() is None:
-        time.sleep(0.1)
-    if len(found) < 2:
-        p.kill()
-        pytest.fail("edgemix run did not announce its surfaces: " + "".join(err)[-2000:])
+    p, found, err = start_surface_run(["--config", cfg, "--json", "--duration-s", seconds,
+                                       "--osc", "0", "--web", "0", *extra],
+                                      cwd=cfg.parent, env=env)
     return p, found["web"], found["osc"], err
-
-
-def _end(p) -> None:
-    """Stop the run (SIGINT: it stops its control process too); kill it if it hangs."""
-    if p.poll() is None:
-        p.send_signal(2)
-        try:
-            p.wait(60)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
 
 
 def _control_pid(pid: int) -> int:

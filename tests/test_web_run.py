@@ -6,17 +6,12 @@ browser console stays clean."""
 from __future__ import annotations
 
 import math
-import os
-import queue
-import re
 import signal
-import subprocess
-import sys
-import threading
 import time
 
 import pytest
 
+from tests.cli_helpers import end_run, start_surface_run
 from tests.test_web import js, make_browser, severe, strip_value, wait_for
 
 SESSION = """
@@ -40,42 +35,11 @@ scenes_dir = "scenes"
 def running(tmp_path_factory):
     d = tmp_path_factory.mktemp("webrun")
     (d / "session.toml").write_text(SESSION)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edgemix", "run", "--config", str(d / "session.toml"),
-         "--osc", "0", "--web", "0", "--no-rt", "--duration-s", "100"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=d)
-    lines: queue.Queue = queue.Queue()
-    err: list[str] = []
-
-    def read():
-        for line in proc.stderr:
-            err.append(line)
-            lines.put(line)
-    threading.Thread(target=read, daemon=True).start()
-    osc = web = None
-    deadline = time.monotonic() + 600  # a cold Numba cache compiles first
-    while (osc is None or web is None) and time.monotonic() < deadline \
-            and proc.poll() is None:
-        try:
-            line = lines.get(timeout=1.0)
-        except queue.Empty:
-            continue
-        m = re.search(r"control surface: osc://127\.0\.0\.1:(\d+)", line)
-        osc = int(m.group(1)) if m else osc
-        m = re.search(r"control surface: (http://127\.0\.0\.1:\d+/)", line)
-        web = m.group(1) if m else web
-    if osc is None or web is None:
-        proc.kill()
-        pytest.fail("edgemix run did not announce its surfaces: " + "".join(err)[-2000:])
-    yield {"osc": osc, "web": web, "dir": d, "proc": proc, "stderr": err}
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    proc, found, err = start_surface_run(
+        ["--config", d / "session.toml", "--osc", "0", "--web", "0", "--no-rt",
+         "--duration-s", "100"], cwd=d)
+    yield {"osc": found["osc"], "web": found["web"], "dir": d, "proc": proc, "stderr": err}
+    end_run(proc)
 
 
 @pytest.fixture(scope="module")
