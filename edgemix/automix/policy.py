@@ -316,9 +316,6 @@ class Automation:
             self.locked[channel, j] = True
             self.targets[channel, j] = self.manual[channel, j]
 
-    def unlock(self, channel: int, name: str) -> None:
-        self.locked[channel, getattr(P.CH, P.lookup(name).name)] = False
-
     def set_level(self, level: float, channel: int | None = None, name: str | None = None):
         """Automation level 0..1 for everything, a channel, a parameter, or one of each."""
         lv = float(_as_level(level, ()))
