@@ -22,6 +22,7 @@ from edgemix.params import MODEL_OUTPUT_SPECS, MODEL_OUTPUTS, denormalise_output
 from edgemix.roles import ROLE_NAMES
 from export import dataset as D
 from export import verify as V
+from export import sampled_data as SD
 from export.dataset import build_dataset, session_seeds
 from export.onnx_export import OPSET, write_onnx
 from export.quantize import calibrate, quantize_onnx_int8
@@ -71,6 +72,51 @@ def quality_metrics(pred01, role_logits, data) -> dict:
     acc = float(np.mean(role_logits[present].argmax(-1) == data.roles[present]))
     return {"per_param": per_param, "role_accuracy": acc,
             "sessions": int(len(data)), "channels": int(present.sum())}
+
+
+def role_report(role_logits, data, libraries) -> dict:
+    """Top-1 role accuracy of present channels overall and per library, and the confusion
+    matrix (rows: the true role, columns: the recognised one, counts), in ROLE_NAMES order."""
+    present = data.mask > 0
+    pred = role_logits[present].argmax(-1)
+    true = data.roles[present]
+    libs = np.asarray(libraries)[present]
+    conf = np.zeros((len(ROLE_NAMES), len(ROLE_NAMES)), np.int64)
+    np.add.at(conf, (true, pred), 1)
+    per_lib = {str(k): {"accuracy": float(np.mean(pred[libs == k] == true[libs == k])),
+                        "channels": int(np.sum(libs == k))}
+               for k in sorted(set(libs.tolist()))}
+    return {"accuracy": float(np.mean(pred == true)), "channels": int(present.sum()),
+            "per_library": per_lib, "confusion": conf.tolist()}
+
+
+#: Sampled-instrument sessions (export/sampled.py) beside the synthesised ones: training
+#: libraries (the last SAMPLED_SEEN_SHARE of them held out by session) and the held-out
+#: libraries (export.sampled.HELDOUT_LIBRARIES), all shipped in models/sampled_sessions.npz.
+N_SAMPLED_TRAIN = 240
+N_SAMPLED_HELDOUT = 40
+SAMPLED_SEEN_SHARE = 0.1
+
+
+def sampled_sessions(n_train: int, n_heldout: int, log=print) -> dict:
+    """The shipped pack of sampled sessions; made again (rendering and teaching, cached)
+    when it is missing, too small or made by other sources and the libraries are here."""
+    path = SD.shipped_path()
+    pack = SD.load_pack(path) if path.is_file() else None
+    fresh = pack is not None and len(pack["train"]) >= n_train and \
+        len(pack["heldout"]) >= n_heldout
+    try:
+        fresh = fresh and SD.current(pack)
+        if not fresh:
+            log(f"sampled sessions: packing {n_train} + {n_heldout} into {path}")
+            SD.pack(n_train, n_heldout, path, log=log)
+            pack = SD.load_pack(path)
+    except SD.S.MissingLibrary as e:
+        if pack is None:
+            raise
+        log(f"sampled sessions: the shipped pack is used as it is ({e})")
+    return {"train": pack["train"][:n_train], "heldout": pack["heldout"][:n_heldout],
+            "features_key": pack["features_key"], "labels_key": pack["labels_key"]}
 
 
 def _int8_parity(backend, features, mask, ref01, ref_logits) -> dict:
@@ -137,7 +183,8 @@ QAT_NOISE_WEIGHT = 20.0
 def build(out_dir, seed: int = 0, n_train: int = N_TRAIN_SESSIONS,
           n_heldout: int = N_HELDOUT_SESSIONS, epochs: int = EPOCHS,
           qat_epochs: int = QAT_EPOCHS, log=print, cache_dir=None,
-          onnx_int8: bool = False) -> dict:
+          onnx_int8: bool = False, n_sampled_train: int = N_SAMPLED_TRAIN,
+          n_sampled_heldout: int = N_SAMPLED_HELDOUT) -> dict:
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -145,6 +192,15 @@ def build(out_dir, seed: int = 0, n_train: int = N_TRAIN_SESSIONS,
     train_set, held = data.split(n_train)
     log(f"data: {n_train} train + {n_heldout} held-out sessions, {len(train_set)} + "
         f"{len(held)} examples ({data.source}), {time.perf_counter() - t0:.0f} s")
+    samp = sampled_sessions(n_sampled_train, n_sampled_heldout, log)
+    n_seen = int(round(len(samp["train"]) * (1.0 - SAMPLED_SEEN_SHARE)))
+    s_train, _ = SD.to_dataset(samp["train"][:n_seen])
+    s_seen, s_seen_libs = SD.to_dataset(samp["train"][n_seen:])
+    s_held, s_held_libs = SD.to_dataset(samp["heldout"])
+    train_set = train_set.concat(s_train)
+    log(f"data: + {n_seen} sampled-instrument sessions ({len(s_train)} examples); held out "
+        f"{len(samp['train']) - n_seen} of the training libraries and "
+        f"{len(samp['heldout'])} of the held-out libraries")
     cfg = TrainConfig(seed=seed, epochs=epochs, qat_epochs=qat_epochs,
                       qat_noise_weight=QAT_NOISE_WEIGHT)
     n_epochs = epochs + qat_epochs
@@ -176,6 +232,15 @@ def build(out_dir, seed: int = 0, n_train: int = N_TRAIN_SESSIONS,
     # held-out quality and int8 parity over every held-out session
     hp, hr = predict_torch(res.model, held.features, held.mask)
     quality = quality_metrics(hp, hr, held)
+    sampled = {}
+    for key, d, libs in (("heldout_libraries", s_held, s_held_libs),
+                         ("training_libraries", s_seen, s_seen_libs)):
+        p, r = predict_torch(res.model, d.features, d.mask)
+        sampled[key] = {"labels": quality_metrics(p, r, d), "roles": role_report(r, d, libs),
+                        "sessions": len(d) // max(d.examples_per_session, 1)}
+    log(f"sampled held-out libraries: role accuracy "
+        f"{sampled['heldout_libraries']['roles']['accuracy']:.3f}; training libraries, "
+        f"held-out sessions: {sampled['training_libraries']['roles']['accuracy']:.3f}")
     from edgemix import infer
     parity = {name: _int8_parity(infer.load(out / name), held.features, held.mask, hp, hr)
               for name in ("student_int8.tflite", "student_int8.onnx")
@@ -203,7 +268,9 @@ def build(out_dir, seed: int = 0, n_train: int = N_TRAIN_SESSIONS,
                "snapshot_s": list(D.SNAPSHOT_S), "session_s": D.SESSION_SECONDS,
                "onnx_opset": OPSET, "quality_heldout": quality,
                "int8_parity_heldout": parity, "golden_parity": golden_report,
-               "teacher_quality": teacher}
+               "teacher_quality": teacher, "sampled": sampled,
+               "n_sampled_train_sessions": n_seen,
+               "sampled_keys": {"features": samp["features_key"], "labels": samp["labels_key"]}}
     if data.source == "teacher" and cache_dir:
         from export.dataset import SHIPPED_LABELS, label_dir_for, pack_labels
         n = pack_labels(label_dir_for(cache_dir), session_seeds(n_train + n_heldout, seed),
