@@ -30,6 +30,7 @@ import uuid
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
+from cli_helpers import edgemix_env, edgemix_exe  # noqa: E402
 from jack_helpers import (LoopPlayer, connect, have_jackd, jack_server,  # noqa: E402
                           jackd_command, stop_process, wait_for_ports)
 
@@ -91,9 +92,8 @@ def test_bench_jack_live(tmp_path, record_property, kind, device, ports, policy)
     # the reference server first, so its start-up is not inside the measured seconds
     with reference_server() as ref_xruns, \
             jack_server(rate=FS, period=BLOCK, capture=N_CH, playback=2) as server:
-        env = dict(os.environ, JACK_DEFAULT_SERVER=server,
-                   NUMBA_CACHE_DIR=os.environ.get("NUMBA_CACHE_DIR", str(ROOT / ".numba_cache")))
-        p = subprocess.Popen([sys.executable, "-m", "edgemix.rt", "run", "--config", str(cfg),
+        env = edgemix_env(JACK_DEFAULT_SERVER=server)
+        p = subprocess.Popen(edgemix_exe() + ["run", "--config", str(cfg),
                               "--json", "--duration-s", str(SECONDS + 3), "--server", server],
                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         player = None

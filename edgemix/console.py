@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -143,6 +144,22 @@ class Meters:
     loudness_range_lu: float               # EBU Tech 3342 LRA
     correlation: float                     # stereo correlation -1 .. +1
     limiter_gain_reduction_db: float       # now, >= 0
+
+
+class MeterState(NamedTuple):
+    """Where a console keeps its meter readings (live arrays; see ``Console.meter_state``):
+    the strips' dynamics rows (``strip.D_PEAK``, ``D_METER_MS``, ``D_YL``, ``D_YG``), the
+    automixer's gains in dB, the master's peak, true-peak, loudness and correlation states,
+    the limiter's state (``limiter.S_GAIN``) and the sample clock."""
+
+    dyn: np.ndarray
+    automix_gains_db: np.ndarray
+    peak: np.ndarray
+    true_peak: np.ndarray
+    loudness: np.ndarray
+    correlation: np.ndarray
+    limiter: np.ndarray
+    clock: np.ndarray
 
 
 class Console:
@@ -375,6 +392,13 @@ class Console:
     def sample_clock(self) -> int:
         """Frames processed since construction or the last reset."""
         return int(self._clock[0])
+
+    def meter_state(self) -> "MeterState":
+        """The live arrays the meters are read from (by reference, for a publisher on the
+        audio thread such as :class:`edgemix.rt.meter_shm.MeterWriter`; read them only
+        between blocks, on the audio thread)."""
+        return MeterState(self._strip.dyn, self._automix_gains_db, self._peak, self._tp,
+                          self._loud.state, self._corr, self._limiter.s, self._clock)
 
     @property
     def meters(self) -> Meters:

@@ -29,6 +29,9 @@ SCALES = ("lin", "log", "bool", "choice")
 #: Gains at or below this many dB are treated as -inf (the fader's "off" position).
 OFF_DB = -90.0
 
+#: Longest per-channel input delay (``delay_ms``), and so the alignment search range.
+MAX_DELAY_MS = 30.0
+
 #: Aux sends per channel that the schema provides columns for.  Aux 1 feeds the reverb
 #: (the FX bus); aux 2.. are mono outputs such as monitor mixes.
 MAX_AUX = 4
@@ -169,6 +172,13 @@ CHANNEL_PARAMS: tuple[ParamSpec, ...] = (
         _p(f"aux{k}_pre", 0.0, 1.0, 0.0 if k == 1 else 1.0, "bool", 0.0,
            f"aux {k} send taken before the fader"),
     )
+) + (
+    # Time alignment between mics of one source (a fractional delay at the strip's input,
+    # beside polarity).  Last in the schema, so every older column keeps its index.  A
+    # change is crossfaded from the old delay to the new one over ``smoothing_ms`` (a
+    # moving read pointer would sweep the pitch); 30 ms covers a room mic 10 m away.
+    _p("delay_ms", 0.0, MAX_DELAY_MS, 0.0, "lin", _GAIN_MS,
+       "input delay (time alignment to another mic of the same source)"),
 )
 
 MASTER_PARAMS: tuple[ParamSpec, ...] = (

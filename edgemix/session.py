@@ -29,6 +29,7 @@ Errors are one line that names the file, the key and the fix, e.g.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import math
 import pathlib
 import tomllib
@@ -49,7 +50,7 @@ BUS_KINDS = ("reverb", "monitor")
 BLOCK_SIZES = (16, 32, 64, 128, 256, 512, 1024, 2048)
 SAMPLE_RATES_HZ = (16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000)
 
-_SECTIONS = ("session", "backend", "model", "master", "channels", "buses")
+_SECTIONS = ("session", "backend", "model", "master", "channels", "buses", "control")
 _SESSION_KEYS = ("sample_rate_hz", "block_size", "name")
 _BACKEND_KEYS = ("kind", "device", "client_name", "auto_connect", "ring_blocks", "inputs",
                  "output", "stems_dir", "paced", "duration_s", "seed", "n_channels")
@@ -59,6 +60,47 @@ _CHANNEL_KEYS = ("name", "input", "role", "colour", "automation")
 #: such a channel's role itself; the rule policy treats it as "other").
 DEFAULT_ROLE = "other"
 _BUS_KEYS = ("name", "kind")
+_CONTROL_KEYS = ("osc", "web", "osc_allow", "osc_rate_per_s", "scenes_dir")
+
+#: Default ports (X-Air's own OSC port; the web page's).
+OSC_PORT = 10024
+WEB_PORT = 8080
+#: The address servers bind to unless the session or the CLI names another.
+LOCALHOST = "127.0.0.1"
+
+
+def parse_listen(text, default_port: int, what: str = "address") -> tuple[str, int]:
+    """``"[ADDR:]PORT"`` (or a bare port number) -> ``(host, port)``; the host defaults to
+    127.0.0.1.  ``[::1]:10024`` for IPv6.  ValueError naming the fix.  Port 0 asks the
+    system for a free port (tests)."""
+    if isinstance(text, bool):
+        raise ValueError(f"{what} = {text!r}: use [ADDR:]PORT, e.g. 10024 or 0.0.0.0:10024")
+    if isinstance(text, int):
+        host, port_s = LOCALHOST, str(text)
+    else:
+        s = str(text).strip()
+        if not s:
+            host, port_s = LOCALHOST, str(default_port)
+        elif s.startswith("["):
+            host, _, rest = s[1:].partition("]")
+            port_s = rest[1:] if rest.startswith(":") else str(default_port)
+        elif s.count(":") == 1:
+            host, port_s = s.split(":")
+            host = host or LOCALHOST
+        elif s.isdigit():
+            host, port_s = LOCALHOST, s
+        else:
+            host, port_s = s, str(default_port)
+    if not port_s.isdigit() or not 0 <= int(port_s) <= 65535:
+        raise ValueError(f"{what} = {text!r}: the port must be 0 .. 65535 "
+                         "(use [ADDR:]PORT, e.g. 10024 or 0.0.0.0:10024)")
+    if host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"{what} = {text!r}: {host!r} is not an IP address "
+                             "(use e.g. 127.0.0.1, 0.0.0.0 or 192.168.1.20)") from None
+    return host, int(port_s)
 
 
 class SessionError(ValueError):
@@ -107,6 +149,27 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class ControlConfig:
+    """The ``[control]`` section: the live control surface (``edgemix run --osc/--web``).
+
+    ``osc``/``web``: ``(host, port)`` to listen on, or None (that server is off); a bare
+    port binds 127.0.0.1.  ``osc_allow``: client addresses or networks (``"192.168.1.0/24"``)
+    OSC is taken from when bound to another address than localhost (empty: anyone).
+    ``osc_rate_per_s``: messages per second per OSC client before it is refused.
+    ``scenes_dir``: where scenes are saved (beside the session file by default)."""
+
+    osc: tuple[str, int] | None = None
+    web: tuple[str, int] | None = None
+    osc_allow: tuple[str, ...] = ()
+    osc_rate_per_s: float = 2000.0
+    scenes_dir: str = "scenes"
+
+    @property
+    def enabled(self) -> bool:
+        return self.osc is not None or self.web is not None
+
+
+@dataclass(frozen=True)
 class Session:
     sample_rate_hz: int = 48000
     block_size: int = 64
@@ -119,6 +182,7 @@ class Session:
     path: str = "session.toml"
     #: False when the file lists no [[channels]] (the backend's input count decides then)
     channels_given: bool = True
+    control: ControlConfig = ControlConfig()
 
     @property
     def n_channels(self) -> int:
@@ -178,6 +242,34 @@ def with_channel_count(session: Session, n_channels: int) -> Session:
 
 
 # ---- parsing -------------------------------------------------------------------------------
+
+#: Words in a channel's (or a stem file's) name that name its role, most specific first
+#: (``backing`` before ``vocal``, ``bass`` after ``bassdrum``).
+_ROLE_WORDS = (
+    ("kick", ("kick", "kik", "bd", "bassdrum")),
+    ("snare", ("snare", "snr", "sd")),
+    ("hats_overheads", ("hat", "hh", "overhead", "oh", "cymbal", "ride", "room")),
+    ("backing_vocal", ("bv", "backing", "bvox", "harmony", "choir")),
+    ("lead_vocal", ("vox", "vocal", "voc", "lead", "singer")),
+    ("bass", ("bass", "bs")),
+    ("guitar", ("gtr", "guitar", "gt")),
+    ("keys_piano", ("piano", "keys", "rhodes", "organ", "pno", "wurli")),
+    ("pad", ("pad", "strings", "synth", "str")),
+    ("speech", ("speech", "talk", "host", "mic", "panel", "presenter", "lectern")),
+)
+
+
+def guess_role(name: str) -> str:
+    """A role from a channel's or stem's name (``01_Kick_In.wav`` -> kick);
+    :data:`DEFAULT_ROLE` if unsure.  A word matches a key exactly, or starts with a key
+    longer than three letters (``vocals`` -> lead_vocal, but ``bso`` is not bass)."""
+    import re
+    words = [w for w in re.split(r"[^a-z]+", name.lower()) if w]
+    for role, keys in _ROLE_WORDS:
+        if any(w == k or (len(k) > 3 and w.startswith(k)) for w in words for k in keys):
+            return role
+    return DEFAULT_ROLE
+
 
 def _fail(where: str, msg: str):
     raise SessionError(f"{where}{msg}")
@@ -390,10 +482,51 @@ def parse_session(data: Mapping[str, Any], path: str = "session.toml") -> Sessio
             _fail(f, f"backend.n_channels = {backend.n_channels} but {len(channels)} "
                      "[[channels]] are listed: drop n_channels or make them agree")
 
+    control = parse_control(_table(f, "control", data.get("control", {})), f, base)
     return Session(sample_rate_hz=int(fs), block_size=int(bs), name=name, backend=backend,
                    model=model, channels=channels, buses=buses,
                    master=MappingProxyType(master), path=str(path),
-                   channels_given=channels_given)
+                   channels_given=channels_given, control=control)
+
+
+def parse_control(c: Mapping[str, Any], f: str = "", base=pathlib.Path(".")) -> ControlConfig:
+    """Validate a ``[control]`` table (``f``: the file's prefix for messages)."""
+    w = f + "control."
+    for key in c:
+        if key not in _CONTROL_KEYS:
+            _unknown(w, key, _CONTROL_KEYS)
+
+    def listen(key, default_port):
+        value = c.get(key, False)
+        if value is False:
+            return None
+        if value is True:
+            value = default_port
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            _fail(w, f"{key} = {value!r}: use \"[ADDR:]PORT\" (e.g. \"0.0.0.0:{default_port}\"), "
+                     f"a port, or false")
+        try:
+            return parse_listen(value, default_port, key)
+        except ValueError as e:
+            _fail(w, str(e))
+
+    allow = c.get("osc_allow", [])
+    if isinstance(allow, str):
+        allow = [allow]
+    if not isinstance(allow, list) or not all(isinstance(a, str) for a in allow):
+        _fail(w, f"osc_allow = {allow!r}: use a list of addresses or networks, "
+                 "e.g. [\"192.168.1.0/24\"]")
+    for a in allow:
+        try:
+            ipaddress.ip_network(a, strict=False)
+        except ValueError:
+            _fail(w, f"osc_allow: {a!r} is not an address or network (e.g. 192.168.1.7 "
+                     "or 192.168.1.0/24)")
+    scenes = _str(w, "scenes_dir", c.get("scenes_dir", "scenes"))
+    return ControlConfig(
+        osc=listen("osc", OSC_PORT), web=listen("web", WEB_PORT), osc_allow=tuple(allow),
+        osc_rate_per_s=_num(w, "osc_rate_per_s", c.get("osc_rate_per_s", 2000.0), 1.0, 1e6),
+        scenes_dir=str(pathlib.Path(base) / scenes) if scenes else str(base))
 
 
 def load_session(path) -> Session:

@@ -1,4 +1,4 @@
-"""The ARM check's render and comparator (the qemu run itself is ``board/arm_check.sh``,
+"""The ARM check's render and comparator (the qemu run itself is ``scripts/arm_check.sh``,
 too slow for the suite); here natively, on a tiny model in the shipped format."""
 import copy
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from edgemix.board_commands import board
+from edgemix.cli import cli
 from edgemix.boardtools import check as C
 
 NAMES = ("board", "architecture", "python", "kernel preemption", "cpu governor",
@@ -21,7 +21,7 @@ def _this_is_a_pi() -> bool:
 
 
 def test_check_here_as_json():
-    r = CliRunner().invoke(board, ["check", "--json"])
+    r = CliRunner().invoke(cli, ["board", "check", "--json"])
     report = json.loads(r.output)
     checks = {c["name"]: c for c in report["checks"]}
     assert tuple(checks) == NAMES
@@ -53,7 +53,7 @@ def test_check_here_as_json():
 
 
 def test_check_here_as_table():
-    r = CliRunner().invoke(board, ["check"])
+    r = CliRunner().invoke(cli, ["board", "check"])
     lines = r.output.splitlines()
     assert lines[0].startswith("edgemix board check: target ")
     rows = {}
@@ -194,6 +194,6 @@ def test_temperature_thresholds(tmp_path):
 
 
 def test_bad_target_is_one_line():
-    r = CliRunner().invoke(board, ["check", "--target", "rpi9"])
+    r = CliRunner().invoke(cli, ["board", "check", "--target", "rpi9"])
     assert r.exit_code == 2
     assert r.output.count("\n") == 1 and "unknown target 'rpi9'" in r.output

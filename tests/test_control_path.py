@@ -15,7 +15,7 @@ from edgemix.automix.rules import RulePolicy
 from edgemix.console import Console
 from edgemix.features import FeatureExtractor
 from edgemix.rt.backend import Backend
-from edgemix.rt.commands import build_runner
+from edgemix.app import build_runner
 from edgemix.rt.offline import OfflineBackend
 from edgemix.rt.runner import Runner
 from edgemix.rt.synthetic import SyntheticSource

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgemix import profile as P
-from edgemix.board_commands import profile as profile_cmd
+from edgemix import latency_profile as P
+from edgemix.cli import cli
 from edgemix.boardtools import profiles
 
 
@@ -55,7 +55,7 @@ def test_profile_x86_laptop_3_seconds(tmp_path):
     tiny_random_model(models)
     out = tmp_path / "prof"
     t0 = time.perf_counter()
-    r = CliRunner().invoke(profile_cmd, ["--target", "x86-laptop", "--seconds", "3", "-o",
+    r = CliRunner().invoke(cli, ["profile", "--target", "x86-laptop", "--seconds", "3", "-o",
                                          str(out), "--models", str(models)])
     wall = time.perf_counter() - t0
     assert r.exit_code == 0, r.output
@@ -138,9 +138,9 @@ def test_stats_against_a_closed_form():
 
 
 def test_bad_arguments_are_one_line(tmp_path):
-    r = CliRunner().invoke(profile_cmd, ["--target", "rpi9", "-o", str(tmp_path)])
+    r = CliRunner().invoke(cli, ["profile", "--target", "rpi9", "-o", str(tmp_path)])
     assert r.exit_code == 2 and r.output.count("\n") == 1 and "unknown target" in r.output
-    r = CliRunner().invoke(profile_cmd, ["--target", "rpi4", "--seconds", "0", "-o",
+    r = CliRunner().invoke(cli, ["profile", "--target", "rpi4", "--seconds", "0", "-o",
                                          str(tmp_path)])
     assert r.exit_code == 2 and "--seconds 0" in r.output
 
@@ -156,7 +156,7 @@ def test_profile_through_a_live_jack_server(tmp_path, monkeypatch):
     with jack_helpers.jack_server(rate=prof.sample_rate_hz, period=prof.block_size,
                                   capture=prof.n_channels, sync=False) as server:
         monkeypatch.setenv("JACK_DEFAULT_SERVER", server)
-        r = CliRunner().invoke(profile_cmd, ["--target", "rpi4", "--seconds", "2", "--live",
+        r = CliRunner().invoke(cli, ["profile", "--target", "rpi4", "--seconds", "2", "--live",
                                              "-o", str(tmp_path / "live"), "--models",
                                              str(models)])
     assert r.exit_code == 0, r.output

@@ -5,7 +5,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -13,14 +12,15 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from edgemix.rt.commands import devices_command, run_command
+from cli_helpers import edgemix_env, edgemix_exe
+from edgemix.cli import cli
 
 FS = 48000
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_cli(args):
-    res = CliRunner().invoke(run_command, args)
+    res = CliRunner().invoke(cli, ["run", *args])
     return res.exit_code, res.stderr.strip(), res
 
 
@@ -128,9 +128,8 @@ def test_devices_without_a_server_says_so_in_one_line_each():
     """No sound card and no JACK server here: each API gets one line, and libjack's own
     multi-line complaints ("Cannot connect to server socket ...", written to fd 2 by C
     code, out of click's reach) do not reach the user."""
-    env = dict(os.environ, JACK_DEFAULT_SERVER="edgemix-no-such-server",
-               NUMBA_CACHE_DIR=os.environ.get("NUMBA_CACHE_DIR", f"{ROOT}/.numba_cache"))
-    p = subprocess.run([sys.executable, "-m", "edgemix.rt", "devices"], cwd=ROOT, env=env,
+    env = edgemix_env(JACK_DEFAULT_SERVER="edgemix-no-such-server")
+    p = subprocess.run(edgemix_exe() + ["devices"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=60)
     # (what else a sound system may print on some machine -- ALSA's own complaints without
     # a card -- is not edgemix's to silence; libjack's, and any traceback, are)
@@ -139,7 +138,7 @@ def test_devices_without_a_server_says_so_in_one_line_each():
     assert p.returncode == 0, p.stderr
     assert not any(w in p.stderr for w in libjack), p.stderr
     assert p.stdout.splitlines()[-1] == "JACK: no server running"
-    p = subprocess.run([sys.executable, "-m", "edgemix.rt", "devices", "--json"], cwd=ROOT,
+    p = subprocess.run(edgemix_exe() + ["devices", "--json"], cwd=ROOT,
                        env=env, capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and not any(w in p.stderr for w in libjack), p.stderr
     assert json.loads(p.stdout)["jack"] is None
@@ -152,9 +151,8 @@ def test_sigterm_mid_stream_leaves_valid_recordings(tmp_path):
     cfg.write_text('[backend]\nkind = "synthetic"\npaced = true\nduration_s = 60\n'
                    'output = ""\nn_channels = 6\n')
     rec = tmp_path / "rec"
-    env = dict(os.environ, NUMBA_CACHE_DIR=os.environ.get("NUMBA_CACHE_DIR",
-                                                          f"{ROOT}/.numba_cache"))
-    p = subprocess.Popen([sys.executable, "-m", "edgemix.rt", "run", "--config", str(cfg),
+    env = edgemix_env()
+    p = subprocess.Popen(edgemix_exe() + ["run", "--config", str(cfg),
                           "--record", str(rec), "--json", "--no-rt"],
                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

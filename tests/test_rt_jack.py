@@ -18,13 +18,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from cli_helpers import edgemix_env, edgemix_exe
 from jack_helpers import Catcher, Player, connect, have_jackd, jack_server, wait_for_ports
 
 pytestmark = [pytest.mark.jack,
@@ -111,9 +111,8 @@ def run_live(server, tmp_path, kind, device, in_pattern, out_pattern):
     cfg = write_session(tmp_path / "session.toml", kind, device)
     rec = tmp_path / "rec"
     audio = session_audio()
-    env = dict(os.environ, JACK_DEFAULT_SERVER=server, JACK_NO_AUDIO_RESERVATION="1",
-               NUMBA_CACHE_DIR=os.environ.get("NUMBA_CACHE_DIR", f"{ROOT}/.numba_cache"))
-    proc = subprocess.Popen([sys.executable, "-m", "edgemix.rt", "run", "--config", str(cfg),
+    env = edgemix_env(JACK_DEFAULT_SERVER=server, JACK_NO_AUDIO_RESERVATION="1")
+    proc = subprocess.Popen(edgemix_exe() + ["run", "--config", str(cfg),
                              "--record", str(rec), "--json", "--server", server],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     player = catcher = None
@@ -243,13 +242,13 @@ def test_portaudio_rtmixer_on_jack_host_api(server, tmp_path):
 
 def test_devices_lists_the_running_jack_server(server):
     from click.testing import CliRunner
-    from edgemix.rt.commands import devices_command
-    res = CliRunner().invoke(devices_command, ["--json", "--server", server])
+    from edgemix.cli import cli
+    res = CliRunner().invoke(cli, ["devices", "--json", "--server", server])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["jack"]["sample_rate_hz"] == FS and out["jack"]["block_size"] == BLOCK
     assert len(out["jack"]["capture"]) == 16 and len(out["jack"]["playback"]) == 2
-    res = CliRunner().invoke(devices_command, ["--server", server])
+    res = CliRunner().invoke(cli, ["devices", "--server", server])
     assert res.exit_code == 0, res.output
     assert f"JACK: {FS} Hz, {BLOCK} frames; 16 capture and 2 playback ports" in res.stdout
 
@@ -261,9 +260,8 @@ def test_devices_lists_the_running_jack_server(server):
 def test_portaudio_device_errors_are_one_line(server, tmp_path, device, n, words):
     cfg = tmp_path / "s.toml"
     cfg.write_text(f'[backend]\nkind = "portaudio"\ndevice = "{device}"\nn_channels = {n}\n')
-    env = dict(os.environ, JACK_DEFAULT_SERVER=server,
-               NUMBA_CACHE_DIR=os.environ.get("NUMBA_CACHE_DIR", f"{ROOT}/.numba_cache"))
-    p = subprocess.run([sys.executable, "-m", "edgemix.rt", "run", "--config", str(cfg)],
+    env = edgemix_env(JACK_DEFAULT_SERVER=server)
+    p = subprocess.run(edgemix_exe() + ["run", "--config", str(cfg)],
                        cwd=ROOT, env=env, capture_output=True, timeout=60)
     err = p.stderr.decode().strip()
     assert p.returncode == 2, err

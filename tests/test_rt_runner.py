@@ -159,7 +159,7 @@ def render(cfg, x, block):
 
 
 def test_offline_runner_equals_console_and_records(tmp_path):
-    from edgemix.rt.commands import build_runner
+    from edgemix.app import build_runner
     cfg, x = stems_session(tmp_path, 6)
     runner, _ = build_runner(load_session(cfg), record_dir=tmp_path / "rec", rt_priority=False)
     st = runner.run()
@@ -176,7 +176,7 @@ def test_offline_runner_equals_console_and_records(tmp_path):
 
 
 def test_nan_bursts_do_not_poison_the_mix(tmp_path):
-    from edgemix.rt.commands import build_runner
+    from edgemix.app import build_runner
     cfg, x = stems_session(tmp_path, 4)
     bad = x.copy()
     bad[20000:20100, 1] = np.nan
@@ -275,7 +275,7 @@ def test_rule_policy_drives_the_console_and_manual_wins(tmp_path):
     """The real control path: FeatureExtractor on the audio side, RulePolicy on the control
     thread at 10 Hz, blended by automation level; a manual setting never moves."""
     pytest.importorskip("edgemix.automix.rules")
-    from edgemix.rt.commands import build_runner
+    from edgemix.app import build_runner
     cfg = tmp_path / "s.toml"
     cfg.write_text('[backend]\nkind = "synthetic"\npaced = true\nduration_s = 1.5\noutput = ""\n'
                    '[model]\npolicy = "rules"\nhop_ms = 100\n'

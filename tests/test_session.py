@@ -135,7 +135,7 @@ def test_ring_blocks_default_is_each_live_backends_own():
     import tomllib
     from edgemix.rt.jack_backend import DEFAULT_RING_BLOCKS, JackBackend
     from edgemix.rt.portaudio_backend import RtmixerBackend
-    from edgemix.rt.commands import build_runner
+    from edgemix.app import build_runner
     assert parse_session(tomllib.loads("[backend]\nkind = \"jack\"\n")).backend.ring_blocks == 0
     for kind, cls, default in (("jack", JackBackend, DEFAULT_RING_BLOCKS),
                                ("portaudio", RtmixerBackend, 4)):

@@ -55,7 +55,9 @@ class Limit:
 
 def _limit_for(spec: P.ParamSpec) -> Limit | None:
     n = spec.name
-    if spec.scale in ("bool", "choice"):
+    # A delay is stepped like a switch (held, then taken whole): the strip crossfades
+    # from the old delay to the new one, so creeping through values would comb-filter.
+    if spec.scale in ("bool", "choice") or n == "delay_ms":
         return None
     if n.endswith("_hz"):
         return Limit(1.05, 2.0 ** (1.0 / 3.0), log=True)       # 5 %, 1/3 octave per hop
@@ -68,7 +70,8 @@ def _limit_for(spec: P.ParamSpec) -> Limit | None:
     return Limit(0.02 * (spec.max - spec.min), 0.05 * (spec.max - spec.min))
 
 
-#: Hysteresis and slew per channel parameter (None for switches: see SWITCH_HOLD_HOPS).
+#: Hysteresis and slew per channel parameter (None for switches and the delay: see
+#: SWITCH_HOLD_HOPS).
 #: At the default 100 ms hop: gains move at most 10 dB/s, frequencies 3.3 octaves/s, pan
 #: from centre to one side in 1 s.
 LIMITS: Mapping[str, Limit | None] = MappingProxyType(

@@ -1,3 +1,5 @@
-"""Deploying to a board: target profiles, the install bundle, the preflight check, the
-warm-up run by the systemd unit, and the ARM (qemu) parity check.  The click commands are
-in :mod:`edgemix.board_commands`; the latency profiler is :mod:`edgemix.profile`."""
+"""Deploying to a board: target profiles and the rest of the board data (``data/``:
+profiles and systemd/installer templates, shipped as package data), the install bundle,
+the preflight check, the warm-up run by the systemd unit, and the ARM (qemu) parity check.
+The click commands are in :mod:`edgemix.cli.board`; the latency profiler is
+:mod:`edgemix.latency_profile`."""

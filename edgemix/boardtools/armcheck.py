@@ -1,23 +1,21 @@
 """Render a short session and run every model backend; compare two such runs.
 
-The ARM check (``board/arm_check.sh``) runs ``render`` twice, once natively on the build
+The ARM check (``scripts/arm_check.sh``) runs ``render`` twice, once natively on the build
 machine and once under qemu-user aarch64 emulation from the bundle's own wheels, then
 ``compare``: the console's mix, the features and each model backend's outputs must agree
 across the two architectures, and on each architecture every backend must agree with the
 numpy reference.
 
-    python -m edgemix.boardtools.armcheck render --profile rpi4 --models models -o x86.npz
-    python -m edgemix.boardtools.armcheck compare x86.npz arm.npz [--json report.json]
+    edgemix board armcheck render --profile rpi4 --models models -o x86.npz
+    edgemix board armcheck compare x86.npz arm.npz [--json report.json]
 """
 from __future__ import annotations
 
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
-import click
 import numpy as np
 
 from edgemix.infer import model_files
@@ -103,19 +101,16 @@ def render(profile_name, models_dir, seconds: float) -> dict:
 
 
 def _golden_parity(backend, models_dir: Path, int8: bool) -> dict | None:
-    """The model's own golden I/O through this backend, judged by ``export.verify`` (the
-    training side's tolerances); None when there is no golden file or no verifier."""
+    """The model's own golden I/O through this backend, judged by
+    :mod:`edgemix.infer.golden` (contract 3's tolerances); None without a golden file."""
+    from edgemix.infer import golden as G
     g = models_dir / "golden.npz"
-    try:
-        from export import verify
-    except ImportError:
-        return None
     if not g.is_file():
         return None
     with np.load(g, allow_pickle=False) as z:
         golden = {k: z[k] for k in z.files}
-    p, r = verify.run_backend(backend, golden)
-    res = verify.compare(p, r, golden, int8=int8)
+    p, r = G.run_backend(backend, golden)
+    res = G.compare(p, r, golden, int8=int8)
     return {k: res[k] for k in ("max_err_01", "max_err_logit", "role_agreement", "ok")}
 
 
@@ -164,12 +159,12 @@ def compare(host: dict, arm: dict) -> dict:
                          "max_abs_diff": 1.0 - agree, "tolerance": 0.0, "ok": agree == 1.0})
     for label, g in sorted(arm.get("golden", {}).items()):
         h = host.get("golden", {}).get(label)
-        # The verdict is the model's (export.verify's tolerances); what ARM must not do is
+        # The verdict is the model's (edgemix.infer.golden's tolerances); what ARM must not do is
         # fail where the build machine passes.
-        rows.append({"what": f"{label}: golden I/O on {arm['machine']} (export.verify: "
+        rows.append({"what": f"{label}: golden I/O on {arm['machine']} (golden parity: "
                      f"{'pass' if g['ok'] else 'outside tolerance'}; on {host['machine']}: "
                      f"{'pass' if h and h['ok'] else 'outside tolerance' if h else 'not run'})",
-                     "max_abs_diff": g["max_err_01"], "tolerance": "export.verify",
+                     "max_abs_diff": g["max_err_01"], "tolerance": "edgemix.infer.golden",
                      "ok": bool(g["ok"] or (h is not None and not h["ok"]))})
     missing = sorted({k.split(":", 1)[1] for k in host if k.startswith("params01:")}
                      - set(labels))
@@ -179,46 +174,3 @@ def compare(host: dict, arm: dict) -> dict:
             "timing_target_s": {"warmup": arm.get("warmup_s"), "render": arm.get("render_s")},
             "timing_host_s": {"warmup": host.get("warmup_s"), "render": host.get("render_s")},
             "ok": all(r["ok"] for r in rows)}
-
-
-@click.group()
-def main():
-    """Render a session and the model backends; compare two renders."""
-
-
-@main.command("render")
-@click.option("--profile", "profile_name", required=True)
-@click.option("--models", "models_dir", default=None)
-@click.option("--seconds", default=2.0, type=float)
-@click.option("-o", "--output", required=True)
-def render_cmd(profile_name, models_dir, seconds, output):
-    r = render(profile_name, models_dir, seconds)
-    save(r, output)
-    click.echo(f"armcheck: {r['machine']}: warm-up {r['warmup_s']:.1f} s, render "
-               f"{r['render_s']:.1f} s for {seconds:g} s of audio; "
-               + "; ".join(r["notes"] or ["all backends ran"]), err=True)
-
-
-@main.command("compare")
-@click.argument("host_npz")
-@click.argument("target_npz")
-@click.option("--json", "json_path", default=None)
-def compare_cmd(host_npz, target_npz, json_path):
-    rep = compare(load(host_npz), load(target_npz))
-    if json_path:
-        Path(json_path).write_text(json.dumps(rep, indent=2) + "\n")
-    for r in rep["rows"]:
-        click.echo(f"{'ok  ' if r['ok'] else 'FAIL'}  {r['what']}: max |diff| "
-                   f"{r['max_abs_diff']:.3g} (tolerance {r['tolerance']})")
-    for n in rep["notes_target"]:
-        click.echo(f"note  {rep['target']}: {n}")
-    if rep["not_run_on_target"]:
-        click.echo("note  not run on the target: " + ", ".join(rep["not_run_on_target"]))
-    t = rep["timing_target_s"]
-    click.echo(f"{rep['target']} under emulation: warm-up {t['warmup']:.1f} s, render "
-               f"{t['render']:.1f} s")
-    sys.exit(0 if rep["ok"] else 1)
-
-
-if __name__ == "__main__":
-    main()

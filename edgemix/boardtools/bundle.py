@@ -6,7 +6,7 @@ Layout of ``edgemix-<version>-<target>.tar.gz`` (one top folder of the same name
     MANIFEST.sha256         sha256 of every other file, sorted by path (sha256sum format)
     bundle.json             name, version, target, arch, model files, wheel mode, git commit
     README.txt              what is in it and how to install it
-    profile.toml            the target profile (board/profiles/<target>.toml, verbatim)
+    profile.toml            the target profile (boardtools/data/profiles/<target>.toml, verbatim)
     session.toml            a session config at the profile's settings (edit for the show)
     requirements.txt        runtime requirements for the target (core + its runtime extras)
     apt-packages.txt        Debian packages the runtime needs on the board
@@ -17,7 +17,7 @@ Layout of ``edgemix-<version>-<target>.tar.gz`` (one top folder of the same name
     limits.d/99-edgemix-audio.conf
     bin/cpu-governor.sh
 
-Templates come from ``board/templates``; ``@KEY@`` markers are filled here from the
+Templates come from ``edgemix/boardtools/data/templates`` (package data); ``@KEY@`` markers are filled here from the
 profile, except ``@PREFIX@``, ``@USER@`` and ``@CACHE_DIR@``, which the installer fills in.
 The tarball is reproducible for a given tree and ``SOURCE_DATE_EPOCH`` (sorted entries,
 fixed owner, fixed mtimes).
@@ -37,10 +37,10 @@ import tarfile
 import tempfile
 import time
 import tomllib
-from importlib import resources
 from pathlib import Path
 
 from edgemix.boardtools import profiles
+from edgemix.infer import is_weights_file
 
 #: Markers the installer fills in; every other ``@KEY@`` must be filled at bundle time.
 INSTALL_TIME_KEYS = ("PREFIX", "USER", "CACHE_DIR")
@@ -50,7 +50,7 @@ MODEL_ARTIFACTS = {
     "tflite-int8": ("*.tflite", lambda n: "int8" in n),
     "tflite-fp32": ("*.tflite", lambda n: "int8" not in n),
     "onnx": ("*.onnx", lambda n: "int8" not in n),
-    "numba": ("*.npz", lambda n: not n.startswith("golden")),
+    "numba": ("*.npz", is_weights_file),  # not the golden I/O, not the training labels
 }
 #: What a format is called in the session config's ``[model] backend``.
 SESSION_MODEL_BACKEND = {"tflite-int8": "tflite", "tflite-fp32": "tflite", "onnx": "onnx",
@@ -144,16 +144,32 @@ def select_models(profile: profiles.Profile, models_dir: Path) -> list[Path]:
     chosen += [models_dir / n for n in MODEL_COMPANIONS if (models_dir / n).is_file()]
     sums = models_dir / "SHA256SUMS"
     if sums.is_file():
-        listed = {}
-        for line in sums.read_text(encoding="utf-8").splitlines():
-            parts = line.split()
-            if len(parts) == 2:
-                listed[parts[1].lstrip("*").split("/")[-1]] = parts[0].lower()
+        listed = _listed_sums(sums)
         for p in chosen:
             if p.name in listed and sha256_file(p) != listed[p.name]:
                 raise ValueError(f"{p}: does not match {sums.name}: the models folder is stale "
                                  "or half rebuilt; rerun `python -m export.build_models`")
     return chosen
+
+
+def _listed_sums(sums: Path) -> dict[str, str]:
+    """``{file name: hex digest}`` of a ``sha256sum``-format file."""
+    listed = {}
+    for line in sums.read_text(encoding="utf-8").splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            listed[parts[1].lstrip("*").split("/")[-1]] = parts[0].lower()
+    return listed
+
+
+def _write_model_sums(sums: Path, models_out: Path) -> None:
+    """The bundle's ``models/SHA256SUMS``: the model build's own lines for the files this
+    bundle ships (checked by :func:`select_models`), so ``sha256sum -c SHA256SUMS`` passes
+    inside ``models/`` on the board; files the build never summed are not vouched for."""
+    listed = _listed_sums(sums)
+    shipped = sorted(p.name for p in models_out.iterdir() if p.name in listed)
+    (models_out / "SHA256SUMS").write_text(
+        "".join(f"{listed[n]}  {n}\n" for n in shipped), encoding="ascii")
 
 
 def sha256_file(path) -> str:
@@ -190,7 +206,7 @@ def render_template(text: str, values: dict[str, str], name: str = "template") -
 
 
 def _template(name: str) -> str:
-    return (resources.files("board") / "templates" / name).read_text(encoding="utf-8")
+    return (profiles.data_dir() / "templates" / name).read_text(encoding="utf-8")
 
 
 def template_values(profile: profiles.Profile, version: str) -> dict[str, str]:
@@ -257,9 +273,9 @@ def build_wheel(source: Path, dest: Path) -> Path:
                 raise ValueError(f"{source / name}: missing, and pyproject.toml needs it to "
                                  "build the wheel: restore it")
             shutil.copy2(source / name, src / name)
-        for pkg in ("edgemix", "board", "export"):
-            if (source / pkg).is_dir():
-                shutil.copytree(source / pkg, src / pkg, ignore=ignore)
+        # the runtime package only: board data is its package data, and the host-side
+        # toolchain (export/) never ships to a board
+        shutil.copytree(source / "edgemix", src / "edgemix", ignore=ignore)
         cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                "--disable-pip-version-check", "-q", "-w", str(dest), str(src)]
         r = subprocess.run(cmd, capture_output=True, text=True)
@@ -361,7 +377,10 @@ def build_bundle(target, out_dir, *, models_dir=None, source=None, with_wheels=F
             (root / "wheels" / "BUNDLED").write_text(
                 f"wheels for {profile.arch}, CPython {python_version}\n", encoding="ascii")
         for p in model_files:
-            shutil.copy2(p, root / "models" / p.name)
+            if p.name != "SHA256SUMS":
+                shutil.copy2(p, root / "models" / p.name)
+        if any(p.name == "SHA256SUMS" for p in model_files):
+            _write_model_sums(models_dir / "SHA256SUMS", root / "models")
         primary = next((p.name for p in model_files
                         if MODEL_ARTIFACTS[profile.model_format][1](p.name.lower())
                         and p.match(MODEL_ARTIFACTS[profile.model_format][0])), None)

@@ -1,4 +1,5 @@
-"""Target profiles: what a board runs at, read from ``board/profiles/NAME.toml``.
+"""Target profiles: what a board runs at, read from ``edgemix/boardtools/data/profiles/NAME.toml``
+(package data: :data:`DATA` holds the profiles and the templates).
 
 A profile fixes everything that depends on the hardware and nothing that depends on the
 show: sample rate, block size and periods, audio backend, channel and aux counts, which
@@ -105,9 +106,14 @@ class Profile:
             f"control_nice = {self.control_nice}", f"memlock_mib = {mem}", ""])
 
 
+def data_dir() -> Path:
+    """The board data shipped inside the package: ``profiles/`` and ``templates/``."""
+    return Path(str(resources.files("edgemix.boardtools") / "data"))
+
+
 def profiles_dir() -> Path:
-    """Where the shipped profiles live (``board/profiles`` in the tree or the wheel)."""
-    return Path(str(resources.files("board") / "profiles"))
+    """Where the shipped profiles live (package data, in the tree or the wheel)."""
+    return data_dir() / "profiles"
 
 
 def available() -> list[str]:

@@ -1,7 +1,7 @@
 """Compile everything a board runs before the stream opens (systemd ``ExecStartPre``).
 
-    python -m edgemix.boardtools.warmup --profile /opt/edgemix/profile.toml \
-                                        [--session /opt/edgemix/session.toml]
+    edgemix board warmup --profile /opt/edgemix/profile.toml \
+                         [--session /opt/edgemix/session.toml]
 
 Builds the console and the feature extractor at the profile's (or the session's) sample
 rate, block size and channel count and runs one block through each, so every Numba kernel
@@ -12,10 +12,8 @@ otherwise.
 """
 from __future__ import annotations
 
-import sys
 import time
 
-import click
 import numpy as np
 
 
@@ -55,28 +53,3 @@ def warm(profile, session=None) -> list[tuple[str, float]]:
         backend.predict(feats, mask)
         times.append((f"model {backend.name}", time.perf_counter() - t))
     return times
-
-
-@click.command()
-@click.option("--profile", "profile_path", required=True,
-              help="Target profile: a name (rpi4) or a path to a profile .toml.")
-@click.option("--session", "session_path", default=None,
-              help="Session config whose settings and model to warm (optional).")
-def main(profile_path, session_path):
-    """Compile every kernel and load the model before the stream opens."""
-    from edgemix.boardtools import profiles
-    try:
-        profile = profiles.load(profile_path)
-        session = None
-        if session_path:
-            from edgemix.session import load_session
-            session = load_session(session_path)
-        times = warm(profile, session)
-    except (ValueError, OSError, RuntimeError) as e:
-        click.echo(f"edgemix warmup: {e}", err=True)
-        sys.exit(1)
-    click.echo("edgemix warmup: " + ", ".join(f"{w} {s:.1f} s" for w, s in times), err=True)
-
-
-if __name__ == "__main__":
-    main()

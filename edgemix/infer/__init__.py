@@ -19,6 +19,17 @@ __all__ = ["load", "Backend", "ModelLoadError", "MAX_CHANNELS", "BACKENDS", "def
 BACKENDS = {"numba": ".npz", "numpy": ".npz", "onnxruntime": ".onnx", "litert": ".tflite"}
 
 
+#: ``.npz`` files a models folder holds beside the weights that are not a model: the
+#: golden I/O (contract 3) and the teacher's labels (the training data, never shipped).
+NOT_WEIGHTS = ("golden.npz", "teacher_labels.npz")
+
+
+def is_weights_file(name: str) -> bool:
+    """Whether a ``.npz`` file name in a models folder is a student's weights."""
+    name = name.lower()
+    return name.endswith(".npz") and name not in NOT_WEIGHTS and not name.startswith("golden")
+
+
 def default_model_dir() -> pathlib.Path:
     """The shipped ``models/`` folder of a source checkout."""
     return pathlib.Path(__file__).resolve().parents[2] / "models"
@@ -33,7 +44,7 @@ def model_files(models_dir) -> dict:
     if models_dir is None or not models_dir.is_dir():
         return files
     for p in sorted(models_dir.glob("*.npz")):
-        if not p.name.startswith("golden"):
+        if is_weights_file(p.name):
             files.setdefault("numba", p)
             files.setdefault("numpy", p)
     for p in sorted(models_dir.glob("*.onnx")):

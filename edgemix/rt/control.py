@@ -68,6 +68,16 @@ def build_control_loop(console, policy, features=None, *, base_params=None, auto
                        hop_s=hop_s, ring=ring)
 
 
+def recognised_roles(policy):
+    """(role, probability) per channel from a policy that recognises roles (the model
+    policy's ``roles`` and ``role_probabilities`` after ``propose``), else None."""
+    roles = getattr(policy, "roles", None)
+    probs = getattr(policy, "role_probabilities", None)
+    if not roles or probs is None or len(probs) != len(roles):
+        return None
+    return [(r, float(np.max(p))) for r, p in zip(roles, probs)]
+
+
 def meter_snapshot(console):
     """A feature snapshot from the console's meters (used when no FeatureExtractor runs):
     ``(n_channels, 2)`` float32 of channel peak and RMS in dBFS (floored at -120)."""
@@ -125,6 +135,16 @@ class ControlLoop:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.rt_status = "not requested"
+        #: the live :class:`~edgemix.rt.desk.Desk` when a control surface runs
+        #: (:meth:`attach_desk`): proposals then go through it
+        self.desk = None
+
+    def attach_desk(self, desk) -> None:
+        """Route every hop through ``desk`` (built on this loop's ``automation``): the
+        desk blends, keeps the person's parameters, stages and echoes the moves."""
+        if desk.automation is not self.automation:
+            raise ValueError("the desk must be built on this control loop's automation")
+        self.desk = desk
 
     # ---- audio thread -------------------------------------------------------------------
     def push(self, x: np.ndarray) -> bool:
@@ -185,8 +205,11 @@ class ControlLoop:
             snap = self.features.snapshot() if self.features is not None \
                 else meter_snapshot(self.console)
             proposal = as_proposal(self.policy.propose(snap), n)
-            params = self.automation.step(proposal)
-            self.console.stage(params, self.master)
+            if self.desk is not None:
+                params = self.desk.propose(proposal, recognised=recognised_roles(self.policy))
+            else:
+                params = self.automation.step(proposal)
+                self.console.stage(params, self.master)
         except Exception as e:  # keep the last good parameters: nothing was staged
             self._failed(e)
             return False

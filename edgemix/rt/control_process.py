@@ -19,7 +19,10 @@ What crosses the process boundary, all in one shared-memory block, without locks
   the number is new and even, checks it did not change meanwhile, and then hands the pair
   to ``Console.apply_targets``.  A torn or busy mailbox is simply looked at again next
   block: the audio side never waits (latest wins);
-* **counters** (hops, updates, errors) the control process keeps current.
+* **counters** (hops, updates, errors) the control process keeps current;
+* the **meters**, in a block of their own (:mod:`edgemix.rt.meter_shm`): the audio thread
+  publishes the console's meters after every block (a seqlock too); the control process
+  attaches with ``MeterReader(spec["meter_shm"], spec["n_channels"])`` for its surfaces.
 
 At the end the control process sends its last explanations and error text over a pipe.
 
@@ -231,6 +234,9 @@ class ControlProcess:
             "locked": None if locked is None else np.asarray(locked),
             "master_params": np.array(console.master_params if master_params is None
                                       else master_params, np.float64)}
+        from edgemix.rt.meter_shm import MeterWriter
+        self.meters = MeterWriter(console)
+        self._spec["meter_shm"] = self.meters.name
         layout = _Layout(n, ring_frames)
         self._shm = shared_memory.SharedMemory(create=True, size=layout.nbytes)
         self._a = layout.arrays(self._shm.buf)
@@ -255,8 +261,10 @@ class ControlProcess:
 
     # ---- audio thread -------------------------------------------------------------------
     def push(self, x: np.ndarray) -> bool:
-        """Audio thread: append the input block, then apply new targets if any arrived.
-        Never waits (the ring drops and counts when full; a busy mailbox waits a block)."""
+        """Audio thread, after each block: publish the meters, append the input block,
+        then apply new targets if any arrived.  Never waits (the ring drops and counts when
+        full; a busy mailbox waits a block; the meters are a seqlock)."""
+        self.meters.publish()
         ok = self.ring.push(x, self._nothing)
         if _mailbox_take(self._a["seq"], self._a["cp"], self._a["mp"], self._cp, self._mp,
                          self._seen):
@@ -269,6 +277,7 @@ class ControlProcess:
         """Compile the audio side's kernels and start the control process; wait until it
         has loaded its policy and features (a one-line error if it cannot)."""
         self.ring.warmup(self.console.n_channels)
+        self.meters.warmup()
         _mailbox_take(self._a["seq"], self._a["cp"], self._a["mp"], self._cp, self._mp,
                       self._seen)
         if self._proc is not None and self._proc.is_alive():
@@ -341,6 +350,7 @@ class ControlProcess:
             self._shm.close()
             self._shm.unlink()
             self._shm = None
+        self.meters.close()
 
     def __del__(self):
         try:

@@ -1,10 +1,12 @@
 """The built-in synthetic session: a few instrument-like channels that need no files.
 
-A small deterministic generator (``seed`` fixes everything) for demos and tests: kick,
-snare, hats, bass, keys, pad, a vowel-like lead voice and a speech-like voice, cycled when
-more channels are asked for.  It renders a loop of ``loop_s`` seconds once (vectorised
-numpy, offline) and serves blocks from it; a richer synthesiser lives in ``export/synth.py``
-and is preferred by :func:`make_session_audio` when it is installed.
+A small deterministic generator (``seed`` fixes everything) for ``edgemix demo``, the
+profiler, the board's ARM check and tests: a band (kick, snare, hats, bass, keys, pad, a
+vowel-like lead voice and a speech-like voice, cycled when more channels are asked for) or
+a speech panel (talkers taking turns, for the gain-sharing automixer).  It renders a loop of
+``loop_s`` seconds once (vectorised numpy, offline) and serves blocks from it.  The richer
+training-data synthesiser (``export/synth.py``) is the host toolchain's: the runtime never
+imports it.
 """
 from __future__ import annotations
 
@@ -71,46 +73,59 @@ def _voice(role, t, fs, rng):
     return out
 
 
+def _panel_voice(c, n, t, fs):
+    """Talker ``c`` of ``n`` on a panel: its own pitch and vowel, speaking in its turns
+    (about 3 s each, round the table, with a short overlap at each hand-over) at a
+    syllable rate of about 4 Hz: what a gain-sharing automixer sees."""
+    f0 = (95.0 + 120.0 * ((c * 0.618) % 1.0)) * (1.0 + 0.02 * np.sin(2 * np.pi * 3.1 * t + c))
+    src = np.mod(np.cumsum(f0) / fs, 1.0) - 0.5
+    out = np.zeros_like(t)
+    formants = ((700.0, 1220.0), (500.0, 1500.0), (400.0, 2000.0), (600.0, 1000.0))[c % 4]
+    for fc, bw in zip(formants, (110.0, 130.0)):
+        r, w = np.exp(-np.pi * bw / fs), 2 * np.pi * fc / fs
+        k = np.arange(4096)
+        h = (1.0 - r) * r ** k * np.sin(w * (k + 1)) / np.sin(w)
+        m = 1 << int(np.ceil(np.log2(src.size + h.size)))
+        out += np.fft.irfft(np.fft.rfft(src, m) * np.fft.rfft(h, m), m)[:src.size]
+    turn_s = 3.0
+    slot = np.mod(t / turn_s, n)            # whose turn, as a position round the table
+    mine = np.mod(slot - c, n)
+    speaking = (mine < 1.0) | (mine > n - 0.1)  # own turn, plus the overlap before it
+    syllables = 0.5 * (1.0 + np.sin(2 * np.pi * (4.0 + 0.3 * c) * t))
+    return out * syllables * speaking
+
+
+#: The kinds of synthetic session.
+KINDS = ("band", "speech")
+
+
 def render_synthetic(n_channels: int, sample_rate_hz: float, seconds: float,
-                     seed: int = 1) -> tuple[np.ndarray, tuple[str, ...]]:
-    """``(frames, n_channels)`` float32 and the role of each channel; deterministic."""
+                     seed: int = 1, kind: str = "band") -> tuple[np.ndarray, tuple[str, ...]]:
+    """``(frames, n_channels)`` float32 and the role of each channel; deterministic.
+    ``kind``: ``band`` (the voices above, cycled) or ``speech`` (a panel of talkers)."""
     if n_channels < 1:
         raise ValueError("a synthetic session needs at least one channel")
+    if kind not in KINDS:
+        raise ValueError(f"kind = {kind!r}: use one of {', '.join(KINDS)}")
     fs = float(sample_rate_hz)
     n = max(1, int(round(seconds * fs)))
     t = np.arange(n) / fs
     x = np.zeros((n, n_channels), dtype=np.float32)
     roles = []
     for c in range(n_channels):
-        role, level_db = VOICES[c % len(VOICES)]
+        role, level_db = VOICES[c % len(VOICES)] if kind == "band" else ("speech", -20.0)
         rng = np.random.default_rng([seed, c])
-        v = _voice(role, t, fs, rng)
+        if kind == "band":
+            v = _voice(role, t, fs, rng)
+        else:  # talkers' mics differ by up to +-6 dB, as a real panel's do
+            v = _panel_voice(c, n_channels, t, fs)
+            level_db += float(rng.uniform(-6.0, 6.0))
         peak = np.max(np.abs(v)) or 1.0
         # cycled copies differ in level so duplicated roles are not identical
         gain = 10.0 ** ((level_db - 3.0 * (c // len(VOICES))) / 20.0) / peak
         x[:, c] = (v * gain).astype(np.float32)
         roles.append(role)
     return x, tuple(roles)
-
-
-def make_session_audio(n_channels: int, sample_rate_hz: float, seconds: float, seed: int = 1):
-    """Synthetic session audio: ``export.synth.synth_session`` (the richer synthesiser)
-    when it is installed and can make this line-up, else the small generator above.
-    Returns ``(frames, n_channels)`` float32 and the roles."""
-    try:
-        from export.synth import synth_session
-    except ImportError:
-        synth_session = None
-    if synth_session is not None:
-        try:
-            s = synth_session(seed, seconds=seconds, sample_rate_hz=int(sample_rate_hz),
-                              n_channels=n_channels, keep_clean=False)
-            stems = np.ascontiguousarray(s.stems, dtype=np.float32)
-            if stems.shape[1] == n_channels:
-                return stems, tuple(s.roles)
-        except (TypeError, ValueError):  # e.g. more channels than its band line-up
-            pass
-    return render_synthetic(n_channels, sample_rate_hz, seconds, seed)
 
 
 class SyntheticSource:
@@ -121,7 +136,7 @@ class SyntheticSource:
         self.n_channels = int(n_channels)
         self.sample_rate_hz = float(sample_rate_hz)
         self.total_frames = int(round(duration_s * sample_rate_hz))
-        self.loop, self.roles = make_session_audio(
+        self.loop, self.roles = render_synthetic(
             n_channels, sample_rate_hz, min(loop_s, duration_s), seed)
         self.pos = 0
 

@@ -189,7 +189,7 @@ fi
 # ---- 7. warm Numba's cache so the first start compiles nothing ---------------------------
 if [ "$warm" = 1 ]; then
   say "warming the Numba cache in $cache_dir (a few minutes on a Pi the first time)"
-  warm_cmd=(env NUMBA_CACHE_DIR="$cache_dir" "$prefix/venv/bin/python" -m edgemix.boardtools.warmup
+  warm_cmd=(env NUMBA_CACHE_DIR="$cache_dir" "$prefix/venv/bin/edgemix" board warmup
             --profile "$prefix/profile.toml" --session "$prefix/session.toml")
   if [ "$system" = 1 ]; then runuser -u "$user" -- "${warm_cmd[@]}"; else "${warm_cmd[@]}"; fi
 fi

@@ -1,11 +1,9 @@
-"""Click commands ``edgemix devices`` and ``edgemix run`` (registered by ``edgemix/cli.py``).
+"""``edgemix devices`` and ``edgemix run``: live audio (registered by ``edgemix/cli``).
 
-Also :func:`build_runner`, which turns a :class:`~edgemix.session.Session` into a ready
-:class:`~edgemix.rt.runner.Runner` (console, backend, policy, recorder); tests and other
-front ends use it so that they run exactly what the CLI runs.
-
-Every user error (session file, stems, device) ends the command with one line on stderr
-and exit status 2; no traceback.
+``run`` builds its runner with :func:`edgemix.app.build_runner`, the one composition root,
+so what it runs is what ``mix``, ``demo`` and ``profile`` run.  Every user error (session
+file, stems, device) ends the command with one line on stderr and exit status 2; no
+traceback.
 """
 from __future__ import annotations
 
@@ -17,7 +15,8 @@ import sys
 import click
 
 from edgemix.errors import UserError
-from edgemix.session import Session, SessionError, default_session, load_session, with_channel_count
+from edgemix.app import build_runner
+from edgemix.session import SessionError, default_session, load_session
 from edgemix.rt.backend import DeviceError
 
 log = logging.getLogger("edgemix.rt")
@@ -29,77 +28,6 @@ def _setup_logging(verbose: bool = False) -> None:
         h.setFormatter(logging.Formatter("edgemix: %(message)s"))
         logging.getLogger("edgemix").addHandler(h)
     logging.getLogger("edgemix").setLevel(logging.INFO if verbose else logging.WARNING)
-
-
-def load_policy(session: Session):
-    """The session's auto-mix policy (``model.policy``) from
-    :func:`edgemix.automix.make_policy`, or None for ``policy = "none"``."""
-    from edgemix.automix import make_policy
-    return make_policy(session.model.policy, session)
-
-
-def build_runner(session: Session, *, record_dir=None, server: str | None = None,
-                 rt_priority: bool = True, policy=None, features=None,
-                 max_retries: int | None = None):
-    """A Runner for ``session``: console with every manual setting staged, the backend,
-    the policy (``policy`` overrides the session's), the recorder when ``record_dir``."""
-    b = session.backend
-    fs, bs = session.sample_rate_hz, session.block_size
-    if b.kind == "offline":
-        from edgemix.rt.offline import OfflineBackend, StemSource, expand_inputs
-        source = StemSource(expand_inputs(b.inputs))
-        session = with_channel_count(session, source.n_channels)
-        backend = OfflineBackend(source, fs, bs, output=b.output, paced=b.paced,
-                                 input_map=[c.input for c in session.channels],
-                                 stems_dir=b.stems_dir or None,
-                                 stem_names=[c.name for c in session.channels])
-    elif b.kind == "synthetic":
-        from edgemix.rt.offline import OfflineBackend
-        from edgemix.rt.synthetic import SyntheticSource
-        n_src = max(c.input for c in session.channels)
-        source = SyntheticSource(n_src, fs, b.duration_s, seed=b.seed)
-        backend = OfflineBackend(source, fs, bs, output=b.output, paced=b.paced,
-                                 input_map=[c.input for c in session.channels],
-                                 stems_dir=b.stems_dir or None,
-                                 stem_names=[c.name for c in session.channels])
-    elif b.kind == "jack":
-        from edgemix.rt.jack_backend import JackBackend
-        backend = JackBackend(session.n_channels, fs, bs, client_name=b.client_name,
-                              server=server or b.device or None, auto_connect=b.auto_connect,
-                              input_map=[c.input for c in session.channels],
-                              **({"ring_blocks": b.ring_blocks} if b.ring_blocks else {}))
-    elif b.kind == "portaudio":
-        from edgemix.rt.portaudio_backend import RtmixerBackend
-        backend = RtmixerBackend(session.n_channels, fs, bs, device=b.device,
-                                 **({"ring_blocks": b.ring_blocks} if b.ring_blocks else {}),
-                                 input_map=[c.input for c in session.channels])
-    else:  # parse_session only lets the names above through
-        raise SessionError(f"{session.path}: backend.kind = {b.kind!r}: unknown backend")
-
-    from edgemix.rt.runner import Runner
-    console = session.build_console()
-    recipe = None
-    if policy is None:
-        policy = load_policy(session)  # here too: a bad model is a one-line error now
-        if policy is not None and b.kind in ("jack", "portaudio"):
-            from edgemix.rt.control_process import control_recipe
-            recipe = control_recipe(session)  # live: the control path in its own process
-    # the features run where the control loop runs: here, or in the control process
-    if policy is not None and features is None and recipe is None:
-        try:
-            from edgemix.features import FeatureExtractor
-            features = FeatureExtractor(fs, session.n_channels, hop_ms=session.model.hop_ms)
-        except ImportError:
-            features = None  # the control loop falls back to the console's meters
-    recorder = None
-    if record_dir:
-        from edgemix.rt.recorder import Recorder
-        recorder = Recorder(record_dir, session.n_channels, fs)
-    return Runner(console, backend, policy=policy, features=features, recorder=recorder,
-                  base_params=session.channel_params(), automation=session.automation(),
-                  locked=session.locked(), master_params=session.master_params(),
-                  hop_s=session.model.hop_ms / 1000.0, rt_priority=rt_priority,
-                  max_retries=max_retries, control_recipe=recipe), session
 
 
 @click.command("devices")
@@ -187,12 +115,3 @@ def run_command(config, duration_s, record_dir, server, no_rt, retries, as_json,
             r = stats["recorder"]
             click.echo(f"edgemix: recorded {r['frames_written']} frames to {r['mix_path']} "
                        f"({r['dropped_frames']} dropped)")
-
-
-@click.group("rt")
-def rt_group():
-    """Live audio: devices and the real-time runner."""
-
-
-rt_group.add_command(devices_command)
-rt_group.add_command(run_command)

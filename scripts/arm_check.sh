@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ARM without a board: run a target bundle's runtime under qemu-user aarch64 emulation.
 #
-#   board/arm_check.sh [--target rpi4] [--seconds 2] [--work DIR] [--models DIR] [--source DIR]
+#   scripts/arm_check.sh [--target rpi4] [--seconds 2] [--work DIR] [--models DIR] [--source DIR]
 #
 # 1. builds the target's bundle with its aarch64 wheels (`edgemix board bundle --with-wheels`)
 #    and verifies it with the bundle's own installer (install.sh --verify-only);
@@ -125,15 +125,15 @@ say "site: $(ls "$site" | grep -c dist-info) distributions for aarch64 in $site"
 
 # ---- 4. render natively and under emulation, compare -----------------------------------------
 say "rendering $seconds s natively ($(uname -m))"
-(cd "$work" && NUMBA_CACHE_DIR=$NUMBA_CACHE_DIR_HOST PYTHONPATH=$repo "$py" -m edgemix.boardtools.armcheck \
+(cd "$work" && NUMBA_CACHE_DIR=$NUMBA_CACHE_DIR_HOST PYTHONPATH=$repo "$py" -m edgemix board armcheck \
   render --profile "$target" --models "$models" --seconds "$seconds" -o "$work/host.npz")
 say "rendering $seconds s under qemu-aarch64 -cpu $cpu from the bundle's wheels (slow the first time)"
 mkdir -p "$work/numba-cache"
 (cd "$work" && "${qemu[@]}" -E PYTHONPATH="$site" -E NUMBA_CACHE_DIR="$work/numba-cache" \
-  -E PYTHONDONTWRITEBYTECODE=1 "$root/usr/bin/python3.11" -m edgemix.boardtools.armcheck \
+  -E PYTHONDONTWRITEBYTECODE=1 "$root/usr/bin/python3.11" -m edgemix board armcheck \
   render --profile "$target" --models "$models" --seconds "$seconds" -o "$work/arm.npz")
 set +e
-(cd "$work" && "$py" -m edgemix.boardtools.armcheck compare "$work/host.npz" "$work/arm.npz" \
+(cd "$work" && "$py" -m edgemix board armcheck compare "$work/host.npz" "$work/arm.npz" \
   --json "$work/report.json")
 rc=$?
 set -e

@@ -1,5 +1,7 @@
 """``edgemix mix`` and ``edgemix demo``: offline auto-mixing through the live engine.
 
+Registered by ``edgemix/cli``.
+
 Both run exactly what ``edgemix run`` runs live: the session's console, the offline backend
 (blocks of the session's block size, as fast as possible) and the control loop
 (features -> policy -> automation levels -> ``Console.stage``).  Only the source differs: a
@@ -30,6 +32,8 @@ REPORT_PARAMS = ("trim_db", "polarity_invert", "hpf_hz", "eq1_gain_db", "eq2_hz"
                  "fader_db", "pan", "aux1_send_db")
 
 POLICIES = ("auto", "model", "rules", "none")
+#: The demo's session is rendered at this rate (``edgemix.rt.synthetic``).
+DEMO_SAMPLE_RATE_HZ = 48000
 
 
 def resolve_policy(kind: str) -> str:
@@ -86,7 +90,7 @@ def mix_session(session, *, policy: str = "auto", progress: bool = True) -> MixR
     """Run ``session`` (an offline or synthetic backend) through the runner; block until the
     source ends.  Raises ``UserError`` for anything the user can fix."""
     from edgemix.rt.backend import DeviceError
-    from edgemix.rt.commands import build_runner
+    from edgemix.app import build_runner
     from edgemix.session import SessionError
 
     kind = resolve_policy(policy)
@@ -208,9 +212,8 @@ def mix_command(stems, output, params_file, policy, stems_out, as_json):
 
 def _roles_from_names(session, stems):
     """Without a session file: one channel per stem, named and role-guessed from file names."""
-    from export.synth import guess_role
     from edgemix.rt.offline import StemError, expand_inputs, probe_stems
-    from edgemix.session import ChannelConfig
+    from edgemix.session import ChannelConfig, guess_role
     try:
         paths = expand_inputs([stems])
         _, _, chans = probe_stems(paths)
@@ -240,7 +243,7 @@ def _roles_from_names(session, stems):
 def demo_command(out_dir, seconds, n_channels, kind, seed, policy, as_json):
     """Synthesise a multitrack session and auto-mix it through the live engine."""
     import soundfile as sf
-    from export.synth import synth_session
+    from edgemix.rt.synthetic import render_synthetic
     from edgemix.session import ChannelConfig, default_session
 
     out = pathlib.Path(out_dir)
@@ -253,17 +256,17 @@ def demo_command(out_dir, seconds, n_channels, kind, seed, policy, as_json):
         raise UserError(f"{out}: cannot create it ({e.strerror}): choose a writable --out-dir")
     for old in [*stems_dir.glob("*.wav"), *processed_dir.glob("*.wav")]:
         old.unlink()  # a previous demo's stems: this one replaces them
-    syn = synth_session(seed, seconds=seconds, n_channels=n_channels, kind=kind)
+    stems, roles = render_synthetic(n_channels, DEMO_SAMPLE_RATE_HZ, seconds, seed, kind)
     channels = []
-    for i, role in enumerate(syn.roles):
+    for i, role in enumerate(roles):
         name = f"{i + 1:02d}_{role}"
-        sf.write(str(stems_dir / f"{name}.wav"), syn.stems[:, i], syn.sample_rate_hz,
+        sf.write(str(stems_dir / f"{name}.wav"), stems[:, i], DEMO_SAMPLE_RATE_HZ,
                  subtype="FLOAT")
         channels.append(ChannelConfig(name=name, input=i + 1, role=role, colour=colour_of(role)))
     mix_path = out / "mix.wav"
     session = default_session(0)
     session = dataclasses.replace(
-        session, sample_rate_hz=int(syn.sample_rate_hz), channels=tuple(channels),
+        session, sample_rate_hz=DEMO_SAMPLE_RATE_HZ, channels=tuple(channels),
         channels_given=True,
         backend=dataclasses.replace(session.backend, kind="offline", inputs=(str(stems_dir),),
                                     output=str(mix_path), paced=False,
