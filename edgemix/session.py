@@ -11,6 +11,7 @@ A minimal file::
     [session]
     sample_rate_hz = 48000
     block_size = 64
+    loudness_target_lufs = -18   # or "live", "stream", "broadcast" (the default is "live")
 
     [backend]
     kind = "jack"            # jack | portaudio | offline | synthetic
@@ -51,11 +52,25 @@ BLOCK_SIZES = (16, 32, 64, 128, 256, 512, 1024, 2048)
 SAMPLE_RATES_HZ = (16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000)
 
 _SECTIONS = ("session", "backend", "model", "master", "channels", "buses", "control")
-_SESSION_KEYS = ("sample_rate_hz", "block_size", "name")
+_SESSION_KEYS = ("sample_rate_hz", "block_size", "name", "loudness_target_lufs")
 _BACKEND_KEYS = ("kind", "device", "client_name", "auto_connect", "ring_blocks", "inputs",
                  "output", "stems_dir", "paced", "duration_s", "seed", "n_channels")
 _MODEL_KEYS = ("policy", "path", "backend", "hop_ms")
 _CHANNEL_KEYS = ("name", "input", "role", "colour", "automation")
+#: Programme loudness targets a session may name (``session.loudness_target_lufs``), LUFS
+#: integrated (ITU-R BS.1770-4):
+#:
+#: * ``live`` -18: a live console's master near the EBU R68 alignment level (-18 dBFS), which
+#:   leaves 17 dB for peaks under the -1 dBTP ceiling, and the middle of the -16 .. -20 LUFS
+#:   that AES TD1004 recommends for streams and network playback (what a live show's
+#:   recording and stream feed).  The default: edgemix mixes live shows.
+#: * ``stream`` -16: AES TD1004's recommended target for music streams.
+#: * ``broadcast`` -23: EBU R128.
+LOUDNESS_TARGETS_LUFS: Mapping[str, float] = MappingProxyType(
+    {"live": -18.0, "stream": -16.0, "broadcast": -23.0})
+DEFAULT_LOUDNESS_TARGET_LUFS = LOUDNESS_TARGETS_LUFS["live"]
+#: The range a session's loudness target may take (LUFS).
+LOUDNESS_TARGET_RANGE_LUFS = (-40.0, -5.0)
 #: A channel's role when the session names none: "not said" (the model policy recognises
 #: such a channel's role itself; the rule policy treats it as "other").
 DEFAULT_ROLE = "other"
@@ -174,6 +189,9 @@ class Session:
     sample_rate_hz: int = 48000
     block_size: int = 64
     name: str = "session"
+    #: the master's programme loudness target (LUFS integrated); the policies' master fader
+    #: and the teacher aim at it
+    loudness_target_lufs: float = DEFAULT_LOUDNESS_TARGET_LUFS
     backend: BackendConfig = BackendConfig()
     model: ModelConfig = ModelConfig()
     channels: tuple[ChannelConfig, ...] = ()
@@ -358,6 +376,13 @@ def parse_session(data: Mapping[str, Any], path: str = "session.toml") -> Sessio
     if bs not in BLOCK_SIZES or isinstance(bs, bool):
         _fail(f, f"session.block_size = {bs!r}: use one of " + ", ".join(map(str, BLOCK_SIZES)))
     name = _str(f + "session.", "name", s.get("name", pathlib.Path(path).stem))
+    target = s.get("loudness_target_lufs", DEFAULT_LOUDNESS_TARGET_LUFS)
+    if isinstance(target, str):
+        if target not in LOUDNESS_TARGETS_LUFS:
+            _fail(f, f"session.loudness_target_lufs = {target!r}: use a number of LUFS or "
+                     f"one of {', '.join(LOUDNESS_TARGETS_LUFS)}")
+        target = LOUDNESS_TARGETS_LUFS[target]
+    target = _num(f + "session.", "loudness_target_lufs", target, *LOUDNESS_TARGET_RANGE_LUFS)
 
     b = _table(f, "backend", data.get("backend", {}))
     for key in b:
@@ -483,7 +508,8 @@ def parse_session(data: Mapping[str, Any], path: str = "session.toml") -> Sessio
                      "[[channels]] are listed: drop n_channels or make them agree")
 
     control = parse_control(_table(f, "control", data.get("control", {})), f, base)
-    return Session(sample_rate_hz=int(fs), block_size=int(bs), name=name, backend=backend,
+    return Session(sample_rate_hz=int(fs), block_size=int(bs), name=name,
+                   loudness_target_lufs=target, backend=backend,
                    model=model, channels=channels, buses=buses,
                    master=MappingProxyType(master), path=str(path),
                    channels_given=channels_given, control=control)

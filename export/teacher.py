@@ -25,22 +25,41 @@ Targets, in the order they are applied, and where they come from:
 5. **Spectral balance of the mix** (Ma, De Man, Pestana et al. 2015, "Implementation of an
    intelligent equalization tool using Yule-Walker for music mixing and mastering", and the
    long-term average spectra of commercial mixes behind it): the mix's spectral slope over
-   100 Hz .. 10 kHz is brought toward ``MIX_TILT_DB_PER_OCT`` with equal low/high shelf
-   moves on every channel (at most ``MAX_TILT_SHELF_DB``).  The slope value is this
-   project's setting within the range those spectra show.
-6. **Loudness balance by role** (Pestana & Reiss 2014; De Man et al. 2014): each channel,
-   rendered alone through the engine with all of the above, is brought by its fader to
-   ``MIX_REF_LUFS + RoleTarget.balance_lu`` (playing level), iterated because the
-   compressor is level dependent.
+   100 Hz .. 10 kHz is brought toward ``MIX_TILT_DB_PER_OCT`` (at most
+   ``MAX_TILT_SHELF_DB`` of change at each end).  The slope value is this project's setting
+   within the range those spectra show.  *Where* the correction goes is an engineer's
+   choice, not every channel alike: the master bus here has no EQ, so the shelves go on the
+   channels that carry the end of the spectrum being corrected -- the fewest, loudest first,
+   that together make ``TILT_COVER`` of the mix's energy below ``TILT_LOW_SHELF_HZ`` (low
+   shelf) or above ``TILT_HIGH_SHELF_HZ`` (high shelf) -- by as much as moves that end of the
+   mix by the wanted amount (at most ``MAX_SOURCE_SHELF_DB`` per channel).  A channel whose
+   energy lies above 2 kHz (``rules.is_high_source``: a hi-hat, cymbals) never gets a low
+   boost (Izhaki, "Mixing Audio", 2008: correct a balance on the tracks that cause it;
+   boosting a band a source does not have raises only its bleed and noise).  Before this,
+   every channel got the same +-3 dB shelves, hi-hats included (issue 10).
+6. **Loudness balance by role, the lead on top** (Pestana & Reiss 2014; De Man et al.
+   2014): each channel, rendered alone through the engine with all of the above, is brought
+   by its fader to ``MIX_REF_LUFS`` + its balance from the lead (playing level;
+   ``rules.balance_target_lu``: 0 for the lead element, ``RoleTarget.balance_lu`` for the
+   others), iterated because the compressor is level dependent.  Then the lead element
+   (``rules.lead_channels``: the lead vocal, else the talkers, else the lead instrument) is
+   measured against the sum of everything else (BS.1770 integrated loudness of the two
+   renders) and the rest moves together until the lead sits ``rules.LEAD_OVER_REST_LU`` =
+   +3 LU over it (range 0 .. +6 LU: ``rules.lead_margin_move``).  Per-role targets alone
+   put the lead 3 to 4 LU *under* a band of eight.
 7. **Panning by role and spectrum** (Pestana & Reiss 2014; De Man & Reiss 2013): the rule
    policy's pans (centre roles and low-frequency sources central, the rest alternating).
 8. **Reverb send by role** (``RoleTarget.reverb_send_db``; drier low end, wetter vocals);
    gain sharing (``automix_on``) for the talkers of a panel.
-9. **Master loudness and true-peak ceiling** (EBU R128: -23 LUFS integrated, -1 dBTP max;
-   ITU-R BS.1770-4 Annex 2 true peak by 4x oversampling): the master fader brings the
-   rendered mix to ``target_lufs``; if the mix's true peak would then exceed the ceiling,
-   the master limiter (ceiling set to it) is relied on when the engine has one, otherwise
-   the master fader is lowered until the ceiling holds.
+9. **Master loudness and true-peak ceiling** (ITU-R BS.1770-4 integrated loudness, -1 dBTP
+   max as in EBU R128; BS.1770-4 Annex 2 true peak by 4x oversampling): the master fader
+   brings the rendered mix to the session's loudness target
+   (``session.loudness_target_lufs`` when the session has one, else ``target_lufs``, by
+   default the live default :data:`edgemix.session.DEFAULT_LOUDNESS_TARGET_LUFS`; -23 LUFS
+   is broadcast's).  The master limiter, its ceiling at ``ceiling_dbtp``, holds the true
+   peak and may take up to ``LIMITER_MAX_DB`` off the loudest peaks (a live target of -18
+   LUFS leaves 17 dB for peaks, and a drum-heavy mix's crest reaches 20 dB); a mix that
+   would need more is brought down by the master fader instead, short of the target.
 
 Slow by design (several whole-session renders).  ``teach(session)`` returns a
 :class:`TeacherResult`.
@@ -56,22 +75,35 @@ import scipy.signal
 from edgemix import features as F
 from edgemix import params as P
 from edgemix.automix.explain import sentence
-from edgemix.automix.rules import ROLE_TARGETS, TRIM_TARGET_LUFS, RulePolicy, hpf_corner_hz
+from edgemix.automix.rules import (LEAD_OVER_REST_LU, ROLE_TARGETS, TILT_HIGH_SHELF_HZ,
+                                   TILT_LOW_SHELF_HZ, TRIM_TARGET_LUFS, RulePolicy,
+                                   balance_target_lu, hpf_corner_hz, is_high_source,
+                                   lead_channels, lead_margin_move)
+from edgemix.session import DEFAULT_LOUDNESS_TARGET_LUFS
 from export.synth import Session, source_level_lufs
 
 #: Active loudness of the lead element in the (pre-master) mix; the other roles sit
 #: ``balance_lu`` from it.
 MIX_REF_LUFS = TRIM_TARGET_LUFS
-#: EBU R128 programme loudness and maximum true peak.
-TARGET_LUFS = -23.0
+#: Programme loudness when the session names none (the session's live default) and the
+#: maximum true peak (EBU R128's -1 dBTP).
+TARGET_LUFS = DEFAULT_LOUDNESS_TARGET_LUFS
 CEILING_DBTP = -1.0
+#: The most the master limiter may take off the mix's true peak (this project's setting).
+LIMITER_MAX_DB = 3.0
 MAX_MASK_CUT_DB = 6.0
 #: Margin (dB) by which a masker may sit under the maskee in a band before it counts.
 MASK_MARGIN_DB = 3.0
 #: A band "matters" to a channel when it is within this much of the channel's strongest band.
 ESSENTIAL_BAND_DB = 12.0
 MIX_TILT_DB_PER_OCT = -4.5
+#: Most change of either end of the mix's spectrum per tilt correction, and most shelf gain
+#: on one channel; the channels that make this share of an end's energy carry its shelf;
+#: a channel with less than TILT_MIN_SHARE of it is never one of them.
 MAX_TILT_SHELF_DB = 3.0
+MAX_SOURCE_SHELF_DB = 6.0
+TILT_COVER = 0.8
+TILT_MIN_SHARE = 0.1
 #: Importance for masking: a channel is protected from channels of lower rank.
 IMPORTANCE = {"lead_vocal": 3, "speech": 3, "kick": 2, "snare": 2, "bass": 2,
               "backing_vocal": 1, "guitar": 1, "keys_piano": 1, "hats_overheads": 0, "pad": 0,
@@ -126,9 +158,10 @@ def integrated_lufs(x: np.ndarray, sr: float) -> float:
         np.asarray(x, dtype=np.float64)))
 
 
-def band_levels(x: np.ndarray, sr: float) -> np.ndarray:
+def band_levels(x: np.ndarray, sr: float, per_active_hop: bool = True) -> np.ndarray:
     """Long-term band powers (dB) of a mono/stereo signal on the features' ERB bands,
-    averaged over its active 100 ms hops (so an intermittent source is not diluted)."""
+    averaged over its active 100 ms hops (so an intermittent source is not diluted), or
+    over the whole signal with ``per_active_hop=False`` (its share of a mix's energy)."""
     x = np.asarray(x, dtype=np.float64)
     mono = x if x.ndim == 1 else x.sum(axis=1) / math.sqrt(x.shape[1])
     hop = int(round(0.1 * sr))
@@ -137,7 +170,7 @@ def band_levels(x: np.ndarray, sr: float) -> np.ndarray:
         return np.full(F.N_BANDS, F.FLOOR_DB)
     ms = np.mean(mono[:n * hop].reshape(n, hop) ** 2, axis=1)
     act = ms > max(ms.max() * 10 ** (-2.0), 1e-12)         # within 20 dB of the loudest hop
-    frac = max(float(act.mean()), 1e-3)
+    frac = max(float(act.mean()), 1e-3) if per_active_hop else 1.0
     f, p = scipy.signal.welch(mono, sr, nperseg=4096)
     out = np.empty(F.N_BANDS)
     df = f[1] - f[0]
@@ -146,6 +179,19 @@ def band_levels(x: np.ndarray, sr: float) -> np.ndarray:
         pw = float(p[sel].sum() * df) / frac
         out[b] = 10.0 * math.log10(pw) if pw > 1e-20 else F.FLOOR_DB
     return out
+
+
+def activity(x: np.ndarray, sr: float) -> float:
+    """Share of the 100 ms hops of a mono signal within 20 dB of its loudest (0 for silence):
+    how much of the session a channel plays (picks the lead instrument)."""
+    hop = int(round(0.1 * sr))
+    n = len(x) // hop
+    if n == 0:
+        return 0.0
+    ms = np.mean(np.asarray(x[:n * hop], dtype=np.float64).reshape(n, hop) ** 2, axis=1)
+    if not ms.max() > 1e-12:
+        return 0.0
+    return float(np.mean(ms > ms.max() * 10 ** (-2.0)))
 
 
 def _crest_db(x: np.ndarray, sr: float) -> tuple[float, float]:
@@ -221,6 +267,7 @@ class Teacher:
         n = stems.shape[1]
         if len(roles) != n:
             raise ValueError(f"{len(roles)} roles for {n} channels: give one role per channel")
+        target_lufs = float(getattr(session, "loudness_target_lufs", None) or self.target_lufs)
         p = P.channel_defaults(n)
         why: tuple[dict[str, str], ...] = tuple({} for _ in range(n))
         active = np.ones(n, dtype=bool)
@@ -298,12 +345,16 @@ class Teacher:
             send = ROLE_TARGETS[roles[c]].reverb_send_db
             put(c, "aux1_send_db", send, f"reverb by role ({roles[c].replace('_', ' ')})")
 
+        # The lead element (the lead instrument: the melodic channel that plays most).
+        leads = lead_channels([r if active[c] else "" for c, r in enumerate(roles)],
+                              [activity(stems[:, c], sr) for c in range(n)])
         # 6 (first pass) so the masking analysis sees the balanced levels.
-        solo_lufs = self._balance(stems, sr, p, roles, active, put)
-        # 4. Masking reduction, then 5. spectral balance; then re-balance.
+        solo_lufs = self._balance(stems, sr, p, roles, active, put, leads)
+        # 4. Masking reduction, then 5. spectral balance; then re-balance, the lead on top.
         self._unmask(stems, sr, p, roles, active, put)
-        self._tilt(stems, sr, p, active, put)
-        solo_lufs = self._balance(stems, sr, p, roles, active, put)
+        self._tilt(stems, sr, p, active, put, raw_bands)
+        solo_lufs = self._balance(stems, sr, p, roles, active, put, leads)
+        lead_report = self._lead_on_top(stems, sr, p, roles, active, put, leads)
 
         # 9. Master loudness and true-peak ceiling.
         m = P.master_defaults()
@@ -316,26 +367,31 @@ class Teacher:
             tp = true_peak_dbtp(mix)
             if not math.isfinite(loud):
                 break
-            step = self.target_lufs - loud
-            # Without a working limiter the ceiling wins over the loudness target.
-            step = min(step, self.ceiling_dbtp - 0.1 - tp)
+            step = target_lufs - loud
+            # The limiter (ceiling set) may take at most LIMITER_MAX_DB off the peaks; past
+            # that the ceiling wins over the loudness target.
+            step = min(step, self.ceiling_dbtp + LIMITER_MAX_DB - 0.1 - tp)
             if abs(step) < 0.05:
                 break
             m[P.MS.master_fader_db] = float(P.MASTER_SPECS["master_fader_db"].clip(
                 m[P.MS.master_fader_db] + step))
         mix = render(stems, sr, p, m)
-        report = dict(solo_lufs=solo_lufs,
-                      solo_target_lufs=np.array([MIX_REF_LUFS + ROLE_TARGETS[r].balance_lu
-                                                 for r in roles]),
-                      master_lufs=integrated_lufs(mix, sr), master_dbtp=true_peak_dbtp(mix))
+        move = lead_report["rest_move_db"]
+        report = dict(solo_lufs=solo_lufs + np.where(np.isin(np.arange(n), leads), 0.0, move),
+                      solo_target_lufs=np.array([
+                          MIX_REF_LUFS + balance_target_lu(r, c in leads)
+                          + (0.0 if c in leads else move) for c, r in enumerate(roles)]),
+                      master_lufs=integrated_lufs(mix, sr), master_dbtp=true_peak_dbtp(mix),
+                      target_lufs=target_lufs, **lead_report)
         return TeacherResult(p, m, mix, why, report)
 
     # -- steps --------------------------------------------------------------------------
-    def _balance(self, stems, sr, p, roles, active, put) -> np.ndarray:
+    def _balance(self, stems, sr, p, roles, active, put, leads=()) -> np.ndarray:
         """Faders to the role balance, measured on each channel's solo render."""
         out = np.full(len(roles), -math.inf)
         for c in np.flatnonzero(active):
-            target = MIX_REF_LUFS + ROLE_TARGETS[roles[c]].balance_lu
+            bal = balance_target_lu(roles[c], c in leads)
+            target = MIX_REF_LUFS + bal
             for _ in range(self.balance_iterations):
                 got = source_level_lufs(_solo(stems, sr, p, c), sr)
                 out[c] = got
@@ -344,8 +400,44 @@ class Teacher:
                 p[c, P.CH.fader_db] = float(P.CHANNEL_SPECS["fader_db"].clip(
                     p[c, P.CH.fader_db] + target - got))
             put(c, "fader_db", p[c, P.CH.fader_db],
-                f"{roles[c].replace('_', ' ')} at {target:.0f} LUFS, "
-                f"{ROLE_TARGETS[roles[c]].balance_lu:+.0f} LU from the lead")
+                f"{roles[c].replace('_', ' ')} is the lead, at {target:.0f} LUFS" if c in leads
+                else f"{roles[c].replace('_', ' ')} at {target:.0f} LUFS, {bal:+.0f} LU from "
+                "the lead")
+        return out
+
+    def _lead_on_top(self, stems, sr, p, roles, active, put, leads) -> dict:
+        """The rest's faders moved together so the lead element sits LEAD_OVER_REST_LU over
+        the sum of everything else (BS.1770 integrated loudness of the two renders; exact
+        in one step: nothing level-dependent follows the faders without the master)."""
+        rest = [c for c in np.flatnonzero(active) if c not in leads]
+        out = dict(lead_channels=np.array(leads, dtype=np.int64), rest_move_db=0.0,
+                   lead_over_rest_lu=math.nan)
+        if not leads or not rest:
+            return out
+
+        def group_lufs(chans):
+            q = p.copy()
+            q[:, P.CH.mute_on] = 1.0
+            q[list(chans), P.CH.mute_on] = 0.0
+            q[:, P.CH.aux1_send_db] = P.OFF_DB
+            return integrated_lufs(render(stems, sr, q, _solo_master()), sr)
+
+        lead, others = group_lufs(leads), group_lufs(rest)
+        if not (math.isfinite(lead) and math.isfinite(others)):
+            return out
+        margin = lead - others
+        move = lead_margin_move(margin)
+        lead_name = roles[leads[0]].replace("_", " ")
+        for c in rest:
+            p[c, P.CH.fader_db] = float(P.CHANNEL_SPECS["fader_db"].clip(
+                p[c, P.CH.fader_db] + move))
+            if abs(move) >= 0.05:
+                bal = balance_target_lu(roles[c], False)
+                put(c, "fader_db", p[c, P.CH.fader_db],
+                    f"{roles[c].replace('_', ' ')} {bal:+.0f} LU from the lead; the rest "
+                    f"summed {margin:.1f} LU under the {lead_name}, so everything but the "
+                    f"lead {move:+.1f} dB (target {LEAD_OVER_REST_LU:.0f} LU over the rest)")
+        out.update(rest_move_db=move, lead_over_rest_lu=lead - group_lufs(rest))
         return out
 
     def _unmask(self, stems, sr, p, roles, active, put) -> None:
@@ -375,12 +467,12 @@ class Teacher:
                 put(j, f"{slot}_q", fc / bw, "one ERB-spaced band wide")
                 put(j, f"{slot}_gain_db", cut, what)
 
-    def _tilt(self, stems, sr, p, active, put) -> None:
-        """Shelves toward the target mix slope (Ma et al. 2015)."""
+    def _tilt(self, stems, sr, p, active, put, raw_bands) -> None:
+        """Shelves toward the target mix slope (Ma et al. 2015), on the channels that carry
+        the end of the spectrum being corrected (module docstring, step 5)."""
         if not active.any():
             return
-        m = _solo_master()
-        mix = render(stems, sr, p, m)
+        mix = render(stems, sr, p, _solo_master())
         lev = band_levels(mix, sr)
         fc = F.BAND_CENTRES_HZ
         sel = (fc >= 100.0) & (fc <= 10000.0)
@@ -391,17 +483,44 @@ class Teacher:
         # for octave-band levels: density slope = target - 3 dB/oct.
         slope = np.polyfit(np.log2(fc[sel]), dens[sel], 1)[0] + 3.0
         err = MIX_TILT_DB_PER_OCT - slope                 # dB/oct to add
-        # Shelves at 250 Hz and 4 kHz are 4 octaves apart: +-2 err dB each tilts by err.
+        # Shelves at 250 Hz and 4 kHz are 4 octaves apart: -+2 err dB at the two ends tilt
+        # the mix by err.
         g = float(np.clip(2.0 * err, -MAX_TILT_SHELF_DB, MAX_TILT_SHELF_DB))
         if abs(g) < 0.5:
             return
-        for c in np.flatnonzero(active):
-            put(c, "eq1_hz", 250.0, "mix spectral balance")
-            put(c, "eq1_gain_db", -g, f"the mix slopes {slope:+.1f} dB/oct, target "
-                f"{MIX_TILT_DB_PER_OCT:+.1f}")
-            put(c, "eq4_hz", 4000.0, "mix spectral balance")
-            put(c, "eq4_gain_db", g, f"the mix slopes {slope:+.1f} dB/oct, target "
-                f"{MIX_TILT_DB_PER_OCT:+.1f}")
+        chans = np.flatnonzero(active)
+        # each channel's share of the mix's energy (whole-signal band powers of its solo)
+        solo = {c: 10.0 ** (band_levels(_solo(stems, sr, p, c), sr, per_active_hop=False)
+                            / 10.0) for c in chans}
+        why_slope = (f"the mix slopes {slope:+.1f} dB/oct, target {MIX_TILT_DB_PER_OCT:+.1f} "
+                     "dB/oct")
+        for slot, hz, change, region, where in (
+                ("eq1", TILT_LOW_SHELF_HZ, -g, fc < TILT_LOW_SHELF_HZ, "below"),
+                ("eq4", TILT_HIGH_SHELF_HZ, g, fc > TILT_HIGH_SHELF_HZ, "above")):
+            power = {c: float(solo[c][region].sum()) for c in chans}
+            total = sum(power.values())
+            if not total > 0.0:
+                continue
+            share = {c: power[c] / total for c in chans}
+            # never a low boost on a high-frequency source (a hi-hat)
+            eligible = [c for c in chans
+                        if not (slot == "eq1" and change > 0 and is_high_source(raw_bands[c]))]
+            chosen, cover = [], 0.0
+            for c in sorted(eligible, key=lambda c: -share[c]):
+                if share[c] < TILT_MIN_SHARE or cover >= TILT_COVER:
+                    break
+                chosen.append(c)
+                cover += share[c]
+            if not chosen:
+                continue
+            # the chosen carry `cover` of that end: gain so the end moves by `change` dB
+            arg = (10.0 ** (change / 10.0) - (1.0 - cover)) / cover
+            gain = 10.0 * math.log10(arg) if arg > 0.0 else -MAX_SOURCE_SHELF_DB
+            gain = float(np.clip(gain, -MAX_SOURCE_SHELF_DB, MAX_SOURCE_SHELF_DB))
+            for c in chosen:
+                put(c, f"{slot}_hz", hz, "mix spectral balance")
+                put(c, f"{slot}_gain_db", gain, f"{why_slope}; this channel carries "
+                    f"{100.0 * share[c]:.0f} % of the mix's energy {where} {hz:.0f} Hz")
 
 
 def teach(session: Session, **kw) -> TeacherResult:

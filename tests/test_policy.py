@@ -10,7 +10,8 @@ from edgemix import features as F
 from edgemix import params as P
 from edgemix.automix.policy import (LIMITS, SWITCH_HOLD_HOPS, Automation, Proposal, blend,
                                     limit_step)
-from edgemix.automix.rules import (HEADROOM_PEAK_DBFS, ROLE_TARGETS, TRIM_TARGET_LUFS,
+from edgemix.automix.rules import (HEADROOM_PEAK_DBFS, LEAD_OVER_REST_LU,
+                                   LEAD_OVER_REST_RANGE_LU, ROLE_TARGETS, TRIM_TARGET_LUFS,
                                    RulePolicy)
 from edgemix.features import FeatureExtractor
 
@@ -141,7 +142,18 @@ def test_rules_on_measured_features(measured):
     for c, r in enumerate(roles):
         lo, hi = ROLE_TARGETS[r].hpf_range_hz
         assert lo <= hpf[c] <= hi
-        assert prop.values[c, P.CH.fader_db] == ROLE_TARGETS[r].balance_lu
+    # faders follow the measured levels after trim: every other role at its balance from
+    # the lead vocal plus one common move, which puts the lead LEAD_OVER_REST_LU over the
+    # activity-weighted sum of the rest (issue 10: not the bare role targets any more)
+    lead = roles.index("lead_vocal")
+    level = feats[:, F.F_LACT] + trim + prop.values[:, P.CH.fader_db]
+    rest = [c for c in range(len(roles)) if c != lead]
+    moves = [level[c] - level[lead] - ROLE_TARGETS[roles[c]].balance_lu for c in rest]
+    np.testing.assert_allclose(moves, moves[0], atol=1e-6)
+    p_rest = np.sum(feats[rest, F.F_ACT] * 10 ** (level[rest] / 10))
+    margin = level[lead] - 10 * np.log10(p_rest)
+    assert LEAD_OVER_REST_LU - 1e-6 <= margin <= LEAD_OVER_REST_RANGE_LU[1] + 1e-6
+    assert "after trim" in prop.explanations[0]["fader_db"]
     assert hpf[1] <= 40.0 and hpf[2] >= 70.0                 # bass rumble only; vocal HPF
     pan = prop.values[:, P.CH.pan]
     assert pan[0] == pan[1] == pan[2] == 0.0 and pan[3] * pan[4] < 0

@@ -8,10 +8,11 @@ import pytest
 import scipy.signal
 
 from edgemix import params as P
-from edgemix.automix.rules import ROLE_TARGETS, TRIM_TARGET_LUFS
+from edgemix.automix.rules import (LEAD_OVER_REST_LU, ROLE_TARGETS, TRIM_TARGET_LUFS,
+                                   share_above_hz)
 from edgemix.console import Console
 from export.synth import NOMINAL_LUFS, source_level_lufs, synth_session
-from export.teacher import CEILING_DBTP, MIX_REF_LUFS, TARGET_LUFS, teach
+from export.teacher import CEILING_DBTP, MIX_REF_LUFS, TARGET_LUFS, band_levels, teach
 
 SR = 48000
 ROLES = ("kick", "snare", "bass", "guitar", "lead_vocal", "backing_vocal")
@@ -27,7 +28,7 @@ def _render_only(session, params, master, keep):
     """The engine's mix with every channel but ``keep`` muted (and no reverb)."""
     p = params.copy()
     p[:, P.CH.mute_on] = 1.0
-    p[keep, P.CH.mute_on] = 0.0
+    p[np.atleast_1d(keep), P.CH.mute_on] = 0.0
     p[:, P.CH.aux1_send_db] = P.OFF_DB
     con = Console(sample_rate_hz=SR, block_size=512, n_channels=session.n_channels, n_aux=1)
     con.stage(p, master)
@@ -43,14 +44,69 @@ def test_trims_undo_the_recording_offsets(taught):
 
 
 def test_roles_end_at_their_balance_targets(taught):
+    """Each role at its balance from the lead, the rest moved together by the one step that
+    puts the lead on top (issue 10: the targets are the role's plus that common move)."""
     s, r = taught
     m = r.master_params.copy()
     m[P.MS.master_fader_db] = 0.0
     m[P.MS.limiter_on] = 0.0
+    move = r.report["rest_move_db"]
+    assert move < 0.0                       # six channels at their role levels outshout a lead
     for c, role in enumerate(ROLES):
         y = _render_only(s, r.channel_params, m, c)
         level = source_level_lufs(y, SR)
-        assert abs(level - (MIX_REF_LUFS + ROLE_TARGETS[role].balance_lu)) <= 2.0, role
+        want = MIX_REF_LUFS + (0.0 if role == "lead_vocal" else ROLE_TARGETS[role].balance_lu
+                               + move)
+        assert r.report["solo_target_lufs"][c] == pytest.approx(want)
+        assert abs(level - want) <= 2.0, role
+
+
+def test_lead_sits_on_top_of_the_rest(taught):
+    """The lead vocal LEAD_OVER_REST_LU over the sum of everything else, measured with
+    pyloudnorm's BS.1770 meter on the engine's renders of the two groups."""
+    s, r = taught
+    m = r.master_params.copy()
+    m[P.MS.master_fader_db] = 0.0
+    m[P.MS.limiter_on] = 0.0
+    lead = ROLES.index("lead_vocal")
+    meter = pyloudnorm.Meter(SR)
+    lead_lufs = meter.integrated_loudness(_render_only(s, r.channel_params, m, [lead])
+                                          .astype(np.float64))
+    rest_lufs = meter.integrated_loudness(_render_only(
+        s, r.channel_params, m, [c for c in range(len(ROLES)) if c != lead]).astype(np.float64))
+    assert lead_lufs - rest_lufs == pytest.approx(LEAD_OVER_REST_LU, abs=0.5)
+    assert r.report["lead_over_rest_lu"] == pytest.approx(LEAD_OVER_REST_LU, abs=0.3)
+    assert "LU over the rest" in r.explanations[0]["fader_db"]
+
+
+@pytest.fixture(scope="module")
+def bright():
+    """A band whose mix is too bright for the tilt target: hats, overheads and a guitar
+    with their mics tilted up, so the teacher asks for more low end."""
+    roles = ("kick", "bass", "hats_overheads", "hats_overheads", "guitar", "lead_vocal")
+    for seed in range(40, 80):
+        s = synth_session(seed, roles=roles, seconds=4.0)
+        r = teach(s)
+        if any(r.channel_params[c, P.CH.eq1_gain_db] > 0.5 for c in range(len(roles))):
+            return s, r
+    pytest.fail("no synthesised session needed a low boost: pick sessions that do")
+
+
+def test_no_low_boost_on_a_high_frequency_source(bright):
+    """The tilt goes on the channels that carry the low end: a channel whose energy lies
+    above 2 kHz gets no low-shelf boost, and the shelves are not the same on every channel."""
+    s, r = bright
+    high = 0
+    for c in range(s.n_channels):
+        share = share_above_hz(band_levels(s.stems[:, c], SR), 2000.0)
+        if share >= 0.5:
+            high += 1
+            assert r.channel_params[c, P.CH.eq1_gain_db] <= 0.0, (c, s.roles[c], share)
+    assert high >= 1
+    boosted = [c for c in range(s.n_channels) if r.channel_params[c, P.CH.eq1_gain_db] > 0.5]
+    assert boosted and len(boosted) < s.n_channels
+    for c in boosted:
+        assert "of the mix's energy below 250 Hz" in r.explanations[c]["eq1_gain_db"]
 
 
 def test_mix_meets_loudness_target_and_true_peak_ceiling(taught):

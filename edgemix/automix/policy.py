@@ -84,11 +84,15 @@ class Proposal:
 
     ``values`` ``(n_channels, params.N_CH)`` float64, NaN where the policy has no opinion
     (that parameter stays manual).  ``explanations[ch][name]`` is one sentence naming the
-    parameter, the value and the reason.
+    parameter, the value and the reason.  ``master`` ``(params.N_MS,)``: proposed master
+    parameters the same way (NaN: no opinion; a policy proposes only those the session
+    leaves to it), ``master_explanations[name]`` why.
     """
 
     values: np.ndarray
     explanations: tuple[dict[str, str], ...]
+    master: np.ndarray = field(default_factory=lambda: np.full(P.N_MS, np.nan))
+    master_explanations: dict[str, str] = field(default_factory=dict)
 
     @property
     def n_channels(self) -> int:
@@ -131,6 +135,12 @@ class Proposal:
         self.values[channel, getattr(P.CH, name)] = float(spec.clip(value))
         self.explanations[channel][name] = why
 
+    def set_master(self, name: str, value: float, why: str) -> None:
+        """Propose the master parameter ``name`` (clipped to its range) with ``why``."""
+        spec = P.MASTER_SPECS[name]
+        self.master[getattr(P.MS, name)] = float(spec.clip(value))
+        self.master_explanations[name] = why
+
 
 def as_proposal(result, n_channels: int) -> Proposal:
     """Any policy's answer as a :class:`Proposal` for ``n_channels`` channels.
@@ -164,6 +174,10 @@ def as_proposal(result, n_channels: int) -> Proposal:
                          f"{n_channels}")
     if np.isinf(prop.values).any():
         raise ValueError("policy proposed an infinite parameter (NaN means no opinion)")
+    prop.master = np.asarray(prop.master, dtype=np.float64)
+    if prop.master.shape != (P.N_MS,) or np.isinf(prop.master).any():
+        raise ValueError(f"policy proposed master parameters of shape {prop.master.shape}: "
+                         f"expected ({P.N_MS},), finite or NaN")
     return prop
 
 
