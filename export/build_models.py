@@ -93,8 +93,8 @@ def role_report(role_logits, data, libraries) -> dict:
 #: Sampled-instrument sessions (export/sampled.py) beside the synthesised ones: training
 #: libraries (the last SAMPLED_SEEN_SHARE of them held out by session) and the held-out
 #: libraries (export.sampled.HELDOUT_LIBRARIES), all shipped in models/sampled_sessions.npz.
-N_SAMPLED_TRAIN = 240
-N_SAMPLED_HELDOUT = 40
+N_SAMPLED_TRAIN = 150
+N_SAMPLED_HELDOUT = 30
 SAMPLED_SEEN_SHARE = 0.1
 
 
@@ -164,7 +164,7 @@ def dataset_cached(n_sessions: int, seed: int, cache_dir, log=print):
 #: Defaults of the shipped model: sessions (the teacher's labels for all of them are one
 #: ``python -m export.dataset --sessions 400`` away, about 45 min in one process) and epochs
 #: (about 5 min of training in one thread at 20 examples per session).
-N_TRAIN_SESSIONS = 376
+N_TRAIN_SESSIONS = 160
 N_HELDOUT_SESSIONS = 24
 EPOCHS = 100
 QAT_EPOCHS = 25

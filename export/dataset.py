@@ -124,9 +124,10 @@ def _snapshots(stems: np.ndarray, sr: int) -> np.ndarray:
 #: Decimals (dB) of the measurements hashed by the fingerprints below: a label moves by
 #: far less than 0.01 dB when what it is made from moves by less than that.
 FINGERPRINT_DECIMALS = 2
-#: The fixed sessions :func:`teacher_fingerprint` teaches: a band of every band role
-#: (the synthesiser's default line-up of 16) and a panel of three talkers, 4 s each.
-FINGERPRINT_SESSIONS = ((20261204, 16, "band"), (20261205, 3, "speech"))
+#: The fixed sessions :func:`teacher_fingerprint` teaches, 3 s each: a band of every band
+#: role (the synthesiser's default line-up of 13) and a panel of two talkers.
+FINGERPRINT_SESSIONS = ((20261204, 13, "band"), (20261205, 2, "speech"))
+FINGERPRINT_SECONDS = 3.0
 
 
 def synth_fingerprint() -> str:
@@ -137,7 +138,7 @@ def synth_fingerprint() -> str:
     from export.synth import synth_session
     s, _ = synth_for(int(session_seeds(1, 0)[0]))
     t = synth_session(FINGERPRINT_SESSIONS[0][0], seconds=2.0, sample_rate_hz=SAMPLE_RATE_HZ,
-                      n_channels=16)
+                      n_channels=13)
     v = np.round(np.concatenate([s.stems.ravel()[::97], t.stems.ravel()[::97]]), 5) + 0.0
     return hashlib.sha256(v.astype(np.float64).tobytes()).hexdigest()[:16]
 
@@ -154,7 +155,8 @@ def teacher_fingerprint() -> str:
     from export.teacher import teach
     parts = []
     for seed, n, kind in FINGERPRINT_SESSIONS:
-        s = synth_session(seed, seconds=4.0, sample_rate_hz=SAMPLE_RATE_HZ, n_channels=n,
+        s = synth_session(seed, seconds=FINGERPRINT_SECONDS, sample_rate_hz=SAMPLE_RATE_HZ,
+                          n_channels=n,
                           kind=kind, keep_clean=False)
         t = teach(s)
         parts += [t.channel_params.ravel(), t.master_params.ravel()]
