@@ -167,7 +167,7 @@ class Student(nn.Module):
         # channels that have played in the snapshot: for one that has not, the skip has
         # nothing to say, and its labels must not stretch every span
         lact = features[..., FEATURE_INDEX["loudness_active_lufs"]]
-        present = (mask > 0) & (lact > FLOOR_DB)
+        present = (mask > 0) & (lact > FLOOR_DB) & np.isfinite(targets01).all(axis=-1)
         x = features[present].astype(np.float64)
         rest = targets01[present].astype(np.float64) - (x @ skip_w + skip_b)
         lo, hi = np.quantile(rest, OUTPUT_QUANTILES, axis=0)

@@ -34,7 +34,8 @@ SAMPLE_RATE_HZ = 32000
 TRAIN_LIBRARIES = {
     "soundfont": ("fluidr3", "musescore"),
     "kit": tuple(k for k in S.KITS if k != "ColomboAcousticDrumkit"),
-    "voice": ("espeak", "festival_kal", "festival_ked"),
+    "voice": ("espeak", "festival_kal", "festival_ked", "festival_ona", "festival_dita",
+              "festival_lj", "festival_lp", "festival_pc"),
 }
 HELDOUT_LIBRARIES = {
     "soundfont": ("timgm6mb",),
@@ -103,16 +104,31 @@ def _room(rng, x, sr) -> np.ndarray:
     return x + scipy.signal.fftconvolve(x, ir)[: len(x)]
 
 
+#: Range of the per-speaker vocal-tract scale (pitch and formants together, as between
+#: speakers: adult formants differ by up to ~20 %, Peterson & Barney 1952).
+VOICE_SCALE = (0.85, 1.2)
+
+
 def _speaker(rng, library):
+    """(speaker id, pitch, speed, vocal-tract scale) of one talker of a voice library."""
+    scale = float(np.exp(rng.uniform(*np.log(VOICE_SCALE))))
     if library == "espeak":
         return (f"{rng.choice(S.ESPEAK_LANGS)}+{rng.choice(S.ESPEAK_VARIANTS)}",
-                int(rng.integers(25, 80)), int(rng.integers(130, 190)))
-    return ("", 50, int(rng.integers(140, 180)))
+                int(rng.integers(25, 80)), int(rng.integers(130, 190)), scale)
+    return ("", 50, int(rng.integers(140, 180)), scale)
+
+
+def _say(library, speaker, text, sr, pitch, wpm, scale) -> np.ndarray:
+    """A phrase of a talker: the voice's output with its spectrum and pitch scaled by
+    ``scale`` (read ``scale`` times faster: a smaller or larger vocal tract)."""
+    x = S.speak(library, speaker, text, sr, pitch, wpm)
+    t = np.arange(0.0, len(x) - 1, scale)
+    return np.interp(t, np.arange(len(x)), x)
 
 
 def _speech_track(rng, library, turns, me, seconds, sr) -> np.ndarray:
     """One talker of a panel: sentences filling its turns (``export.synth._speech_turns``)."""
-    speaker, pitch, wpm = _speaker(rng, library)
+    speaker, pitch, wpm, scale = _speaker(rng, library)
     n = int(round(seconds * sr))
     out = np.zeros(n)
     for sp, t0, t1 in turns:
@@ -120,7 +136,7 @@ def _speech_track(rng, library, turns, me, seconds, sr) -> np.ndarray:
             continue
         t = t0
         while t < t1 - 0.5:
-            x = S.speak(library, speaker, A.sentence(rng), sr, pitch, wpm)
+            x = _say(library, speaker, A.sentence(rng), sr, pitch, wpm, scale)
             s = int(t * sr)
             m = min(len(x), int(t1 * sr) - s, n - s)
             if m <= 0:
@@ -133,14 +149,14 @@ def _speech_track(rng, library, turns, me, seconds, sr) -> np.ndarray:
 def _sung_track(rng, library, song, bars, seconds, sr, backing=False) -> np.ndarray:
     """A spoken vocal line: a lyric phrase per playing bar (pitch per phrase around the
     singer's), level swelling with the phrase."""
-    speaker, pitch, wpm = _speaker(rng, library)
+    speaker, pitch, wpm, scale = _speaker(rng, library)
     n = int(round(seconds * sr))
     out = np.zeros(n)
     for b in np.flatnonzero(bars):
         if backing and rng.random() < 0.4:
             continue
         p = int(np.clip(pitch + rng.integers(-12, 13), 0, 99))
-        x = S.speak(library, speaker, A.lyric(rng), sr, p, wpm)
+        x = _say(library, speaker, A.lyric(rng), sr, p, wpm, scale)
         s = int((b * song.bar_s + rng.uniform(0.0, 0.2 * song.bar_s)) * sr)
         m = min(len(x), int(1.6 * song.bar_s * sr), n - s)
         if m > 0:

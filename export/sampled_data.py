@@ -94,12 +94,23 @@ def session_labels(seed: int, split: str, cache_dir=None) -> dict:
     return _cached("labels", labels_key(), f"{split}-{seed}.npz", make, cache_dir)
 
 
-def session_products(seed: int, split: str, cache_dir=None) -> dict:
+def labels_cached(seed: int, split: str, cache_dir=None) -> bool:
+    d = pathlib.Path(cache_dir or S.CACHE_DIR / "sessions") / f"labels-{labels_key()}"
+    return (d / f"{split}-{seed}.npz").is_file()
+
+
+def session_products(seed: int, split: str, cache_dir=None, teach: bool = True) -> dict:
     """Features, per-example targets in units (the labels with each variant's trim moved
-    by its gain), roles and libraries of a session."""
+    by its gain), roles and libraries of a session.  ``teach=False``: labels only when
+    already cached, else NaN (the session then teaches the model its roles only)."""
     from edgemix import params as P
     f = session_features(seed, split, cache_dir)
-    lab = session_labels(seed, split, cache_dir)
+    if teach or labels_cached(seed, split, cache_dir):
+        lab = session_labels(seed, split, cache_dir)
+    else:
+        n = len(f["roles"])
+        lab = {"channel_params": np.full((n, P.N_CH), np.nan),
+               "master_params": np.full(P.N_MS, np.nan)}
     y = lab["channel_params"][:, P.MODEL_OUTPUT_COLUMNS]
     trim = P.MODEL_OUTPUTS.index("trim_db")
     per = f["features"].shape[0] // f["gains_db"].shape[0]
@@ -122,9 +133,11 @@ def shipped_path() -> pathlib.Path:
     return pathlib.Path(__file__).resolve().parents[1] / "models" / SHIPPED
 
 
-def pack(n_train: int, n_heldout: int, out_path=None, cache_dir=None, log=print) -> dict:
-    """Render/teach (cached) and pack the products of ``n_train`` + ``n_heldout`` sessions:
-    per session its examples (present channels only), labels in units, roles, libraries."""
+def pack(n_train: int, n_heldout: int, out_path=None, cache_dir=None, log=print,
+         teach: bool = False) -> dict:
+    """Render (cached) and pack the products of ``n_train`` + ``n_heldout`` sessions: per
+    session its examples (present channels only), labels in units (NaN for a session not
+    taught yet; ``teach``: teach it now), roles, libraries."""
     import time
     out_path = pathlib.Path(out_path or shipped_path())
     arrays: dict = {"features_key": np.array(features_key()),
@@ -132,9 +145,10 @@ def pack(n_train: int, n_heldout: int, out_path=None, cache_dir=None, log=print)
     t0 = time.perf_counter()
     counts = {}
     for split, n in (("train", n_train), ("heldout", n_heldout)):
-        ok = 0
+        ok = labelled = 0
         for i, seed in enumerate(split_seeds(split, n)):
-            p = session_products(seed, split, cache_dir)
+            p = session_products(seed, split, cache_dir, teach)
+            labelled += int(np.isfinite(p["channel_params"]).all())
             for k in ("features", "targets", "roles", "channel_params", "master_params",
                       "libraries", "style", "gains_db"):
                 arrays[f"{split}_{seed}_{k}"] = p[k]
@@ -142,6 +156,7 @@ def pack(n_train: int, n_heldout: int, out_path=None, cache_dir=None, log=print)
             if (i + 1) % 10 == 0 or i + 1 == n:
                 log(f"{split}: {i + 1}/{n} sessions ({time.perf_counter() - t0:.0f} s)")
         counts[split] = ok
+        counts[f"{split}_labelled"] = labelled
     arrays["seeds_train"] = np.array(split_seeds("train", n_train))
     arrays["seeds_heldout"] = np.array(split_seeds("heldout", n_heldout))
     out_path.parent.mkdir(parents=True, exist_ok=True)

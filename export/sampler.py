@@ -49,7 +49,10 @@ ESPEAK_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "
                    "klatt", "klatt2", "klatt3")
 ESPEAK_LANGS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029")
 FESTIVAL_VOICES = {"festival_kal": "voice_kal_diphone", "festival_ked": "voice_ked_diphone",
-                   "festival_slt": "voice_cmu_us_slt_arctic_hts"}
+                   "festival_slt": "voice_cmu_us_slt_arctic_hts",
+                   "festival_ona": "voice_upc_ca_ona_hts", "festival_dita": "voice_czech_dita",
+                   "festival_lj": "voice_suo_fi_lj_diphone", "festival_lp": "voice_lp_diphone",
+                   "festival_pc": "voice_pc_diphone"}
 
 _SOUNDFONT_PACKAGES = {"fluidr3": "fluid-soundfont-gm",
                        "musescore": "musescore-general-soundfont-small",
@@ -282,8 +285,8 @@ def speak(library: str, speaker: str, text: str, sr: int, pitch: int = 50,
         else:
             exe = shutil.which("text2wave")
             if exe is None:
-                raise MissingLibrary("festival is missing: apt-get install festival "
-                                     "festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts")
+                raise MissingLibrary("festival is missing: apt-get install festival and its "
+                                     "festvox-* voices (scripts/apt-test.txt)")
             stretch = 160.0 / max(float(speed_wpm), 40.0)
             ev = f"(begin ({FESTIVAL_VOICES[library]}) " \
                  f"(Parameter.set 'Duration_Stretch {stretch:.3f}))"

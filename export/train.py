@@ -97,11 +97,15 @@ def masked_loss(model: Student, x, m, y, r, role_weight: float, scales=None, out
     p, logits = model(x, m) if outputs is None else outputs
     if scales is None:
         scales = torch.from_numpy(loss_scales()).float()
-    w = m.unsqueeze(-1)
-    n = torch.clamp(m.sum(), min=1.0)
+    # a channel without teacher labels (NaN: a sampled session not taught) teaches only
+    # its role
+    labelled = torch.isfinite(y)
+    w = m.unsqueeze(-1) * labelled
+    y = torch.where(labelled, y, p.detach())
+    n = torch.clamp(w.sum(), min=1.0)
     hub = torch.nn.functional.huber_loss(p * scales, y * scales, reduction="none",
                                          delta=HUBER_DELTA)
-    param_loss = (hub * w).sum() / (n * y.shape[-1])
+    param_loss = (hub * w).sum() / n
     present = r >= 0
     ce = torch.nn.functional.cross_entropy(logits[present], r[present]) if present.any() \
         else torch.zeros(())
