@@ -611,6 +611,10 @@ def main(argv=None) -> int:
     ap.add_argument("--train-sessions", type=int, default=N_TRAIN_SESSIONS,
                     help="synthesised sessions for training (each gives several examples)")
     ap.add_argument("--heldout-sessions", type=int, default=N_HELDOUT_SESSIONS)
+    ap.add_argument("--sampled-train", type=int, default=N_SAMPLED_TRAIN,
+                    help="sampled-instrument sessions of the training libraries")
+    ap.add_argument("--sampled-heldout", type=int, default=N_SAMPLED_HELDOUT,
+                    help="sampled-instrument sessions of the held-out libraries")
     ap.add_argument("--epochs", type=int, default=EPOCHS)
     ap.add_argument("--cache", default=str(pathlib.Path(__file__).resolve().parents[1] / "build"),
                     help="folder for the generated training data ('' for none)")
@@ -626,7 +630,8 @@ def main(argv=None) -> int:
         return 0 if all(v["ok"] for v in m["golden_parity"].values()) else 1
     m = build(a.out, a.seed, a.train_sessions, a.heldout_sessions, a.epochs, a.qat_epochs,
               log=lambda s: print(s, file=sys.stderr), cache_dir=a.cache or None,
-              onnx_int8=a.onnx_int8)
+              onnx_int8=a.onnx_int8, n_sampled_train=a.sampled_train,
+              n_sampled_heldout=a.sampled_heldout)
     return 0 if all(v["ok"] for v in m["golden_parity"].values()) else 1
 
 
