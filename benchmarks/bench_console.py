@@ -23,8 +23,8 @@ import pytest
 from edgemix import params as P
 from edgemix.console import Console
 from edgemix.dsp._jit import kernel
-from edgemix.dsp.strip import (G_AUX, G_L, G_R, guard_input, strips_post_fader,
-                                strips_pre_fader)
+from edgemix.dsp.strip import (G_AUX, G_L, G_R, _guard_input, _strips_post_fader,
+                                _strips_pre_fader)
 
 FS = 48000.0
 DEADLINE_S = 64 / FS
@@ -67,12 +67,12 @@ def _strips_only(x, work, n, clock, guard, p, cur, gain, gain_t, gain_prev, coef
                  col_class, col_band, col_log, col_alpha, gain_alpha, meter_k, fs, bus, aux,
                  direct):
     """The strip chain exactly as ``_console_block`` runs it, without the master section."""
-    guard_input(x, work, guard)
-    strips_pre_fader(work, n, clock[0], p, cur, gain, gain_t, gain_prev, coef, z, dyn, k,
+    _guard_input(x, work, guard)
+    _strips_pre_fader(work, n, clock[0], p, cur, gain, gain_t, gain_prev, coef, z, dyn, k,
                      col_class, col_band, col_log, col_alpha, gain_alpha, meter_k, fs, 2)
     bus[:, :n] = 0.0
     aux[:, :n] = 0.0
-    strips_post_fader(work, n, clock[0], gain, gain_t, gain_prev, gain_alpha, bus, aux, 2,
+    _strips_post_fader(work, n, clock[0], gain, gain_t, gain_prev, gain_alpha, bus, aux, 2,
                       direct)
     clock[0] += n
 

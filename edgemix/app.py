@@ -21,9 +21,12 @@ def load_policy(session: Session):
 
 def build_runner(session: Session, *, record_dir=None, server: str | None = None,
                  rt_priority: bool = True, policy=None, features=None,
-                 max_retries: int | None = None):
+                 max_retries: int | None = None, control=None):
     """A Runner for ``session``: console with every manual setting staged, the backend,
-    the policy (``policy`` overrides the session's), the recorder when ``record_dir``."""
+    the policy (``policy`` overrides the session's), the recorder when ``record_dir``.
+    ``control``: a :class:`~edgemix.session.ControlConfig` overriding the session's
+    ``[control]``; with a server asked for, the control path runs in its own process with
+    the desk and the surface (:mod:`edgemix.rt.surface`), whatever the backend."""
     b = session.backend
     fs, bs = session.sample_rate_hz, session.block_size
     if b.kind == "offline":
@@ -60,11 +63,16 @@ def build_runner(session: Session, *, record_dir=None, server: str | None = None
     from edgemix.rt.runner import Runner
     console = session.build_console()
     recipe = None
+    from edgemix.rt.surface import surface_recipe
+    surface = surface_recipe(session, control)
     if policy is None:
         policy = load_policy(session)  # here too: a bad model is a one-line error now
-        if policy is not None and b.kind in ("jack", "portaudio"):
+        if (policy is not None and b.kind in ("jack", "portaudio")) or surface:
             from edgemix.rt.control_process import control_recipe
-            recipe = control_recipe(session)  # live: the control path in its own process
+            # live, or a control surface: the control path in its own process
+            recipe = control_recipe(session, surface=surface)
+            if surface:  # a paced stem/synthetic run steps it on the wall clock too
+                backend.drives_control = False
     # the features run where the control loop runs: here, or in the control process
     if policy is not None and features is None and recipe is None:
         try:

@@ -27,13 +27,15 @@ from edgemix import params as P
 from edgemix.dsp import loudness as L
 from edgemix.dsp import meters as M
 from edgemix.dsp._jit import kernel
-from edgemix.dsp.automixer import AutomixState, _automix_block, automix_idle, automix_skip
-from edgemix.dsp.dynamics import gain_of_db
-from edgemix.dsp.limiter import S_GAIN, LimiterState, _limiter_run
-from edgemix.dsp.reverb import ReverbState, _reverb_block
-from edgemix.dsp.strip import (TICK, StripState, guard_input, strips_post_fader,
-                               strips_pre_fader, D_METER_MS, D_PEAK, D_YG, D_YL)
-from edgemix.dsp.truepeak import TP_MAX, _truepeak_run, interpolator_for_rate, make_state
+from edgemix.dsp.arena import Arena, _view1, _view2
+from edgemix.dsp.automixer import (AutomixState, _automix_block, _automix_idle, _automix_skip,
+                                   _automix_views)
+from edgemix.dsp.dynamics import _gain_of_db
+from edgemix.dsp.limiter import S_GAIN, LimiterState, _limiter_run, _limiter_views
+from edgemix.dsp.reverb import ReverbState, _reverb_block, _reverb_views
+from edgemix.dsp.strip import (TICK, StripState, _guard_input, _strip_views, _strips_post_fader,
+                               _strips_pre_fader, D_METER_MS, D_PEAK, D_YG, D_YL)
+from edgemix.dsp.truepeak import TP_MAX, TruePeakState, _truepeak_run, _truepeak_views
 from edgemix.params import MS
 
 #: Largest block a console may be built for (frames); larger calls are split internally.
@@ -41,9 +43,83 @@ MAX_BLOCK = 8192
 MAX_CHANNELS = 256
 
 
+#: The console kernel's stages, in the order of its arena: stage ``s`` is row ``s`` of the
+#: offset table (``edgemix/dsp/arena.py``), and ``Console.__init__`` allocates them in
+#: this order.  To add a stage: a state type with ``allocate()``/``reset()`` and a
+#: ``*_views`` helper beside its kernel, an index here, its allocation in
+#: ``Console.__init__`` (and its ``reset`` in ``Console.reset``), and its call in
+#: ``_console_block``.
+ENGINE, STRIP, AUTOMIX, REVERB, MASTER, LIMITER, TRUEPEAK, LOUDNESS, PEAK, CORRELATION = \
+    range(10)
+
+
+@dataclass
+class EngineState:
+    """The console's own arrays: parameters, work buffers, buses, clock and guard count."""
+
+    p: np.ndarray        # (C, N_CH) channel parameter targets (the audio thread's copy)
+    m: np.ndarray        # (N_MS,) master parameter targets
+    m_prev: np.ndarray   # (N_MS,) the master targets of the previous block
+    work: np.ndarray     # (block, C) float64 strip work buffer (frames, channels)
+    bus: np.ndarray      # (2, block) float32 mix bus
+    aux: np.ndarray      # (n_aux, block) float32 aux buses
+    clock: np.ndarray    # (1,) int64 absolute sample clock
+    guard: np.ndarray    # (1,) int64 input samples replaced (NaN, Inf, > 1e6)
+    fs_hz: float
+    n_aux: int
+
+    @classmethod
+    def allocate(cls, n_channels: int, block_size: int, n_aux: int,
+                 fs_hz: float) -> "EngineState":
+        m = P.master_defaults()
+        return cls(p=P.channel_defaults(n_channels), m=m, m_prev=m.copy(),
+                   work=np.zeros((block_size, n_channels)),
+                   bus=np.zeros((2, block_size), np.float32),
+                   aux=np.zeros((n_aux, block_size), np.float32),
+                   clock=np.zeros(1, np.int64), guard=np.zeros(1, np.int64),
+                   fs_hz=float(fs_hz), n_aux=int(n_aux))
+
+    def reset(self) -> None:
+        """Rewind the clock; the master's previous targets are the current ones."""
+        self.clock[0] = 0
+        self.m_prev[:] = self.m
+
+
+@kernel(inline="always")
+def _engine_views(f64, i64, f32, table, s):
+    """An :class:`EngineState` in an arena, in its field order."""
+    return (_view2(f64, table, s, 0), _view1(f64, table, s, 1), _view1(f64, table, s, 2),
+            _view2(f64, table, s, 3), _view2(f32, table, s, 4), _view2(f32, table, s, 5),
+            _view1(i64, table, s, 6), _view1(i64, table, s, 7), _view1(f64, table, s, 8)[0],
+            _view1(i64, table, s, 9)[0])
+
+
+@dataclass
+class MasterState:
+    """The master fader: its smoothed gain now and the one-pole coefficient per sample."""
+
+    gain: np.ndarray   # (1,)
+    a: float
+
+    @classmethod
+    def allocate(cls, fs_hz: float) -> "MasterState":
+        spec = P.MASTER_SPECS["master_fader_db"]
+        return cls(gain=np.zeros(1), a=1.0 - math.exp(-1000.0 / (spec.smoothing_ms * fs_hz)))
+
+    def reset(self, m) -> None:
+        """Snap the gain to the targets ``m`` (the master parameters)."""
+        self.gain[0] = _master_gain_target(m)
+
+
+@kernel(inline="always")
+def _master_views(f64, i64, f32, table, s):
+    """A :class:`MasterState` in an arena, as :func:`_master_fader` takes it."""
+    return _view1(f64, table, s, 0), _view1(f64, table, s, 1)[0]
+
+
 @kernel
 def _master_gain_target(m):
-    return gain_of_db(m[MS.master_fader_db])
+    return _gain_of_db(m[MS.master_fader_db])
 
 
 @kernel
@@ -66,21 +142,28 @@ def _master_fader(bus, n_frames, clock, m, m_prev, mstate, a_gain):
 
 
 @kernel
-def _console_block(x, out, direct, n_frames, clock, guard, p, m, m_prev, work, bus, aux, n_aux,
-                   cur, gain, gain_t, gain_prev, coef, z, dyn, k, col_class, col_band, col_log,
-                   col_alpha, gain_alpha, meter_k, am_ch, am_ctl, am_gains_db,
-                   rv_lines, rv_pre, rv_ap, rv_y, rv_scratch, rv_coef, rv_delays, rv_ap_delays,
-                   rv_ap_gains, rv_mix, rv_ctl, mstate, a_master,
-                   lm_s, lm_delay, lm_hist, lm_coef, lm_mcoef, lm_box, lm_wedge,
-                   tp_st, tp_coef, tp_raw, ld_coef, ld_weights, ld_hop, ld_state, ld_chan,
-                   ld_hist, pk_decay, pk_hold, pk_state, corr_a, corr_state, fs_hz):
-    """One block of the whole console; every array is preallocated by ``Console``."""
-    guard_input(x, work, guard)
+def _console_block(x, out, direct, n_frames, f64, i64, f32, table):
+    """One block of the whole console, in the order of docs/design-notes.md ("The stage
+    order in one block").
+
+    ``x`` ``(n_frames, C)`` float32 input; ``out`` ``(n_frames, 2)`` float32 master out;
+    ``direct`` ``(n_frames, C, 2)`` float32 direct outs, or ``(0, C, 2)`` for none;
+    ``f64, i64, f32, table``: the console's :class:`~edgemix.dsp.arena.Arena`, one stage
+    per row of ``table`` (``ENGINE`` .. ``CORRELATION``): each stage's ``*_views`` helper
+    gives back its state type's arrays.  Everything is preallocated; nothing allocates.
+    """
+    p, m, m_prev, work, bus, aux, clock, guard, fs_hz, n_aux = _engine_views(
+        f64, i64, f32, table, ENGINE)
+    (cur, gain, gain_t, gain_prev, coef, z, dyn, k, col_class, col_band, col_log, col_alpha,
+     gain_alpha, meter_k) = _strip_views(f64, i64, f32, table, STRIP)
+    am_ch, am_ctl, am_gains_db = _automix_views(f64, i64, f32, table, AUTOMIX)
+
+    _guard_input(x, work, guard)
     t0 = clock[0]
-    strips_pre_fader(work, n_frames, t0, p, cur, gain, gain_t, gain_prev, coef, z, dyn, k,
+    _strips_pre_fader(work, n_frames, t0, p, cur, gain, gain_t, gain_prev, coef, z, dyn, k,
                      col_class, col_band, col_log, col_alpha, gain_alpha, meter_k, fs_hz, n_aux)
-    if automix_idle(p, am_ch):
-        automix_skip(am_ctl, n_frames)
+    if _automix_idle(p, am_ch):
+        _automix_skip(am_ctl, n_frames)
     else:
         _automix_block(work.T, n_frames, p, m, am_ch, am_ctl, am_gains_db)
     for n in range(n_frames):
@@ -88,20 +171,18 @@ def _console_block(x, out, direct, n_frames, clock, guard, p, m, m_prev, work, b
         bus[1, n] = 0.0
         for a in range(n_aux):
             aux[a, n] = 0.0
-    strips_post_fader(work, n_frames, t0, gain, gain_t, gain_prev, gain_alpha, bus, aux, n_aux,
+    _strips_post_fader(work, n_frames, t0, gain, gain_t, gain_prev, gain_alpha, bus, aux, n_aux,
                       direct)
     # FX bus: aux 1 feeds the reverb, whose stereo return joins the mix bus
-    _reverb_block(aux[0:1], bus, n_frames, m, rv_lines, rv_pre, rv_ap, rv_y, rv_scratch,
-                  rv_coef, rv_delays, rv_ap_delays, rv_ap_gains, rv_mix, rv_ctl)
-    _master_fader(bus, n_frames, t0, m, m_prev, mstate, a_master)
+    _reverb_block(aux[0:1], bus, n_frames, m, *_reverb_views(f64, i64, f32, table, REVERB))
+    _master_fader(bus, n_frames, t0, m, m_prev, *_master_views(f64, i64, f32, table, MASTER))
     _limiter_run(bus, n_frames, m[MS.limiter_on], m[MS.limiter_ceiling_dbtp],
-                 m[MS.limiter_release_ms], fs_hz, lm_s, lm_delay, lm_hist, lm_coef, lm_mcoef,
-                 lm_box, lm_wedge)
+                 m[MS.limiter_release_ms], fs_hz, *_limiter_views(f64, i64, f32, table, LIMITER))
     master = bus[:, :n_frames]
-    _truepeak_run(master, n_frames, tp_st, tp_coef, tp_raw)
-    L.loudness_process(master, ld_coef, ld_weights, ld_hop, ld_state, ld_chan, ld_hist)
-    M.peak_process(master, pk_decay, pk_hold, pk_state)
-    M.correlation_process(master, corr_a, corr_state)
+    _truepeak_run(master, n_frames, *_truepeak_views(f64, i64, f32, table, TRUEPEAK))
+    L._loudness_process(master, *L._loudness_views(f64, i64, f32, table, LOUDNESS))
+    M._peak_process(master, *M._peak_views(f64, i64, f32, table, PEAK))
+    M._correlation_process(master, *M._correlation_views(f64, i64, f32, table, CORRELATION))
     for n in range(n_frames):
         out[n, 0] = bus[0, n]
         out[n, 1] = bus[1, n]
@@ -182,34 +263,27 @@ class Console:
         self.n_aux = int(n_aux)
         fs, b, c = self.sample_rate_hz, self.block_size, self.n_channels
 
-        self._p = P.channel_defaults(c)
-        self._m = P.master_defaults()
-        self._m_prev = self._m.copy()
+        # every stage's state, in the kernel's stage order, in one arena (dsp/arena.py)
+        self._arena = Arena([
+            EngineState.allocate(c, b, self.n_aux, fs), StripState.allocate(c, fs),
+            AutomixState.allocate(c, fs), ReverbState.allocate(fs), MasterState.allocate(fs),
+            LimiterState.allocate(fs), TruePeakState.allocate(2, fs),
+            L.LoudnessState.allocate(fs, 2), M.PeakState.allocate(2, fs),
+            M.CorrelationState.allocate(fs)])
+        (self._engine, self._strip, self._automix, self._reverb, self._master,
+         self._limiter, self._truepeak, self._loud, self._peak_meter,
+         self._corr_meter) = self._arena.stages
+        e = self._engine
+        self._p, self._m, self._m_prev = e.p, e.m, e.m_prev
+        self._bus, self._aux, self._clock, self._guard = e.bus, e.aux, e.clock, e.guard
+        self._tp = self._truepeak.state
+        self._peak = self._peak_meter.state
+        self._corr = self._corr_meter.state
+        self._automix_gains_db = self._automix.gains_db
         self._staged = (self._p.copy(), self._m.copy())
         self._applied = self._staged
-        self._strip = StripState.allocate(c, fs)
-        self._work = np.zeros((b, c))  # (frames, channels) float64: see strip.py
-        self._bus = np.zeros((2, b), np.float32)
-        self._aux = np.zeros((self.n_aux, b), np.float32)
         self._no_direct = np.zeros((0, c, 2), np.float32)
         self._direct = self._no_direct
-        self._clock = np.zeros(1, np.int64)
-        self._guard = np.zeros(1, np.int64)
-        self._mstate = np.zeros(1)
-        self._automix = AutomixState.allocate(c, fs)
-        self._automix_gains_db = np.zeros(c)
-        self._reverb = ReverbState.allocate(fs)
-        self._limiter = LimiterState.allocate(fs)
-        self._tp_coef, self._tp_raw = interpolator_for_rate(fs)
-        self._tp = make_state(2, self._tp_coef.shape[0])
-        self._loud = L.make_loudness_state(fs, 2)
-        self._peak = M.make_peak_state(2)
-        self._pk_decay = M.peak_decay_per_sample(M.DEFAULT_PEAK_DECAY_DB_PER_S, fs)
-        self._pk_hold = float(M.hold_frames_for(M.DEFAULT_PEAK_HOLD_MS, fs))
-        self._corr = M.make_correlation_state()
-        self._corr_a = M.one_pole_coefficient(M.DEFAULT_CORRELATION_TIME_CONSTANT_MS, fs)
-        self._a_master = 1.0 - math.exp(
-            -1000.0 / (P.MASTER_SPECS["master_fader_db"].smoothing_ms * fs))
         self.reset()
 
     # ---- audio thread -------------------------------------------------------------------
@@ -274,36 +348,18 @@ class Console:
                              f"({frames} or more frames, {self.n_channels}, 2)")
 
     def _run(self, x, out, direct, n):
-        s, rv, lm, ld = self._strip, self._reverb, self._limiter, self._loud
-        _console_block(x, out, direct, n, self._clock, self._guard, self._p, self._m, self._m_prev,
-                       self._work, self._bus, self._aux, self.n_aux, s.cur, s.gain, s.gain_t,
-                       s.gain_prev, s.coef, s.z, s.dyn, s.k, s.col_class, s.col_band,
-                       s.col_log, s.col_alpha, s.gain_alpha, s.meter_k, self._automix.ch,
-                       self._automix.ctl, self._automix_gains_db, rv.lines, rv.pre, rv.ap,
-                       rv.y, rv.scratch, rv.coef, rv.delays, rv.ap_delays, rv.ap_gains, rv.mix,
-                       rv.ctl, self._mstate, self._a_master, lm.s, lm.delay, lm.hist, lm.coef,
-                       lm.mcoef, lm.box, lm.wedge, self._tp, self._tp_coef, self._tp_raw,
-                       ld.coef, ld.weights, ld.hop_frames, ld.state, ld.chan_state, ld.hist,
-                       self._pk_decay, self._pk_hold, self._peak, self._corr_a, self._corr,
-                       self.sample_rate_hz)
+        f64, i64, f32, table = self._arena.args
+        _console_block(x, out, direct, n, f64, i64, f32, table)
 
     def reset(self) -> None:
         """Clear every audio state (filters, dynamics, reverb, meters, clock); keep parameters.
 
         Call it when no block is being processed (the audio thread, or a stopped stream).
         """
-        self._strip.reset()
-        self._automix.reset()
-        self._automix_gains_db[:] = 0.0
-        self._reverb.reset()
-        self._limiter.reset()
-        self._tp[:] = 0.0
-        L.reset_loudness_state(self._loud.state, self._loud.chan_state, self._loud.hist)
-        self._peak[:] = 0.0
-        self._corr[:] = 0.0
-        self._clock[0] = 0
-        self._mstate[0] = _master_gain_target(self._m)
-        self._m_prev[:] = self._m
+        for st in (self._strip, self._automix, self._reverb, self._limiter, self._truepeak,
+                   self._loud, self._peak_meter, self._corr_meter, self._engine):
+            st.reset()
+        self._master.reset(self._m)
 
     def warmup(self) -> None:
         """Compile (or load from Numba's cache) every kernel, then restore a clean state."""

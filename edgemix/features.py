@@ -48,7 +48,7 @@ K-weighting coefficients come from ``edgemix.dsp.loudness.k_weighting_coefficien
 programme meter's; one derivation for the whole project).
 
 Threads: ``process``/``reset`` belong to the thread that feeds audio (the runner calls the
-private kernel ``feature_block`` from inside its own block kernel); ``snapshot`` may be read
+private kernel ``_feature_block`` from inside its own block kernel); ``snapshot`` may be read
 from the control thread (it copies).
 """
 from __future__ import annotations
@@ -466,7 +466,7 @@ def _finish_hop(st, clock, lay, cfg, tab, itab, snap):
 
 
 @kernel
-def feature_block(x, n_frames, clock, st, lay, cfg, tab, itab, fftw, snap):
+def _feature_block(x, n_frames, clock, st, lay, cfg, tab, itab, fftw, snap):
     """Advance the extractor by ``n_frames`` frames of ``x`` ``(channels, >= n_frames)``.
 
     Non-finite samples (and any beyond +-1e6) are read as 0.  ``clock`` (float64 (2,)):
@@ -599,8 +599,20 @@ class FeatureExtractor:
         self.process_channels_first(np.ascontiguousarray(x.T, dtype=np.float32))
 
     def process_channels_first(self, xt: np.ndarray) -> None:
-        """Feed ``(n_channels, frames)`` float32 C-contiguous audio (the engine's layout)."""
-        feature_block(xt, xt.shape[1], self._clock, self._st, self._lay, self._cfg, self._tab,
+        """Feed ``(n_channels, frames)`` float32 C-contiguous audio (the engine's layout).
+
+        Anything else is a one-line ``ValueError`` saying what to pass: the kernel is
+        compiled for exactly this layout, and another dtype or layout would compile a new
+        specialisation in the middle of a show (:meth:`process` converts instead)."""
+        if not (isinstance(xt, np.ndarray) and xt.dtype == np.float32 and xt.ndim == 2
+                and xt.flags.c_contiguous and xt.shape[0] == self.n_channels):
+            got = (f"{xt.dtype} {'C-contiguous' if xt.flags.c_contiguous else 'strided'} "
+                   f"array of shape {xt.shape}" if isinstance(xt, np.ndarray)
+                   else type(xt).__name__)
+            raise ValueError(f"process_channels_first takes a C-contiguous float32 array of "
+                             f"shape ({self.n_channels}, frames), got a {got}: use "
+                             "process() for (frames, channels) audio of any float dtype")
+        _feature_block(xt, xt.shape[1], self._clock, self._st, self._lay, self._cfg, self._tab,
                       self._itab, self._fftw, self._snap)
 
     def warmup(self) -> None:
@@ -623,7 +635,7 @@ class FeatureExtractor:
         return int(self._clock[0])
 
     def kernel_args(self):
-        """The arrays to pass to ``feature_block`` after ``(x, n_frames)`` from another
+        """The arrays to pass to ``_feature_block`` after ``(x, n_frames)`` from another
         kernel: ``(clock, st, lay, cfg, tab, itab, fftw, snap)`` (owned here)."""
         return (self._clock, self._st, self._lay, self._cfg, self._tab, self._itab, self._fftw,
                 self._snap)

@@ -11,7 +11,7 @@ apt_lists=(scripts/apt-runtime.txt)
 extras="live,infer,profile"
 if [ "$kind" = test ]; then
   apt_lists+=(scripts/apt-test.txt)
-  extras="live,infer,profile,export,test"
+  extras="live,infer,profile,export,test,oracle"
 fi
 
 # System packages: only the missing ones, and only when we can install them.

@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 
 from edgemix import params as P
+from edgemix.automix.master import MasterLoudness
 from edgemix.automix.policy import Automation
 from edgemix.automix.rules import RulePolicy
 from edgemix.console import Console
@@ -18,6 +19,7 @@ from edgemix.rt.backend import Backend
 from edgemix.app import build_runner
 from edgemix.rt.offline import OfflineBackend
 from edgemix.rt.runner import Runner
+from edgemix.rt.control import TRIM_SNAP_DOWN_DB
 from edgemix.rt.synthetic import SyntheticSource
 from edgemix.session import load_session
 
@@ -73,17 +75,33 @@ def synchronous_reference(session, x):
                       locked=session.locked())
     hop = fe.hop_frames
     last_block_start = (x.shape[0] - 1) // bs * bs
-    params, clocks = [], []
+    params, clocks, masters = [], [], []
+    master = session.master_params()
+    target = MasterLoudness(session.loudness_target_lufs, person=tuple(session.master))
     for k in range(1, last_block_start // hop + 1):
         fe.process(x[(k - 1) * hop:k * hop])
-        params.append(auto.step(policy.propose(fe.snapshot())))
+        snap = fe.snapshot()
+        prop = policy.propose(snap)
+        # a trim far above what is now proposed starts from the proposal (issue 10)
+        j = P.CH.trim_db
+        down = np.isfinite(prop.values[:, j]) & \
+            (prop.values[:, j] < auto.targets[:, j] - TRIM_SNAP_DOWN_DB) & ~auto.locked[:, j]
+        auto.targets[down, j] = prop.values[down, j]
+        auto._smooth[down, j] = np.nan
+        # the master fader toward the session's loudness target, from the targets so far
+        got = target.propose(snap, auto.targets, master[P.MS.master_fader_db])
+        if got is not None:
+            master = master.copy()
+            master[P.MS.master_fader_db] = got[0]
+        params.append(auto.step(prop))
+        masters.append(master)
         clocks.append(math.ceil(k * hop / bs) * bs)
     console = session.build_console()
     mix = np.zeros((x.shape[0], 2), np.float32)
     k = 0
     for t in range(0, x.shape[0], bs):
         while k < len(clocks) and clocks[k] <= t:
-            console.stage(params[k], session.master_params())
+            console.stage(params[k], masters[k])
             k += 1
         console.process(np.ascontiguousarray(x[t:t + bs]), out=mix[t:t + bs])
     return params, clocks, mix

@@ -172,3 +172,15 @@ def test_two_threads_keep_one_ordered_history():
     seqs = [c.seq for b in batches for c in b]
     assert seqs == list(range(1, d.seq + 1))
     assert all(np.isfinite(cp).all() for cp, _ in st.calls)
+
+
+def test_master_proposals_only_where_no_person_set_it():
+    d = Desk(1, master_person=["master_fader_db"])
+    prop = proposal(1)
+    prop.master = np.full(P.N_MS, np.nan)
+    prop.master[P.MS.master_fader_db] = -5.0
+    prop.master[P.MS.reverb_return_db] = -4.0
+    d.propose(prop)
+    assert d.get("master", "master_fader_db") == 0.0
+    assert d.get("master", "reverb_return_db") == -4.0
+    assert d.owner("master", "reverb_return_db") == AUTO

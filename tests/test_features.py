@@ -159,12 +159,12 @@ def test_kernel_does_not_allocate():
         import numba
         import numpy as np
         from numba.core.runtime import rtsys
-        from edgemix.features import FeatureExtractor, feature_block
+        from edgemix.features import FeatureExtractor, _feature_block
 
         @numba.njit
         def loop(x, n_calls, clock, st, lay, cfg, tab, itab, fftw, snap):
             for _ in range(n_calls):
-                feature_block(x, 64, clock, st, lay, cfg, tab, itab, fftw, snap)
+                _feature_block(x, 64, clock, st, lay, cfg, tab, itab, fftw, snap)
 
         fe = FeatureExtractor(48000, 8)
         x = np.random.default_rng(0).standard_normal((8, 64)).astype(np.float32)
@@ -185,3 +185,19 @@ def test_kernel_does_not_allocate():
                          text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["True"]
+
+
+def test_process_channels_first_refuses_what_would_compile_a_new_kernel():
+    """A float64 or strided array must not compile a new specialisation live: one clear
+    line instead (``process`` converts any float dtype)."""
+    from edgemix.features import _feature_block
+    fe = FeatureExtractor(SR, 3)
+    fe.process_channels_first(np.zeros((3, 64), np.float32))
+    n_compiled = len(_feature_block.signatures)
+    for bad in (np.zeros((3, 64)), np.zeros((64, 3), np.float32).T, np.zeros((2, 64), np.float32),
+                [[0.0] * 64] * 3):
+        with pytest.raises(ValueError, match=r"C-contiguous float32 array of shape \(3, frames\)"):
+            fe.process_channels_first(bad)
+    assert len(_feature_block.signatures) == n_compiled
+    fe.process(np.zeros((64, 3)))  # the converting entry point still takes float64
+    assert fe.sample_clock == 128

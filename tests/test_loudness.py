@@ -12,7 +12,7 @@ import pytest
 from scipy.signal import freqz
 
 from edgemix.dsp import loudness as L
-from edgemix.dsp.loudness import LoudnessMeter, k_weighting_coefficients, loudness_process
+from edgemix.dsp.loudness import LoudnessMeter, k_weighting_coefficients, _loudness_process
 from reference import ebu_signals as ebu
 from reference import loudness_ref as ref
 from tests.alloc_helpers import heap_bytes
@@ -305,10 +305,10 @@ def test_block_size_invariance():
     fs = 16000
     x = _invariance_signal(fs)
     n = x.shape[0]
-    ls = L.make_loudness_state(fs, 2)
+    ls = L.LoudnessState.allocate(fs, 2)
     per_frame = np.empty((n, 8))
     for i in range(n):
-        loudness_process(x[i:i + 1].T, ls.coef, ls.weights, ls.hop_frames, ls.state,
+        _loudness_process(x[i:i + 1].T, ls.coef, ls.weights, ls.hop_frames, ls.state,
                          ls.chan_state, ls.hist)
         per_frame[i] = ls.state[L.IDX_MOMENTARY_LUFS:L.IDX_LRA_HIGH_LUFS + 1]
     assert np.isfinite(per_frame[-1]).all() and per_frame[-1, 5] > 0.0  # LRA was reached
@@ -372,12 +372,12 @@ def test_kernel_runs_inside_another_njit_function():
     @numba.njit(cache=True, nogil=True)
     def fused(x_cf, ls):
         for start in range(0, x_cf.shape[1], 64):
-            loudness_process(x_cf[:, start:start + 64], ls.coef, ls.weights, ls.hop_frames,
+            _loudness_process(x_cf[:, start:start + 64], ls.coef, ls.weights, ls.hop_frames,
                              ls.state, ls.chan_state, ls.hist)
 
     fs = 48000
     x = ebu.sine_segments([(-23.0, 4.0), (-33.0, 2.0)], fs)
-    ls = L.make_loudness_state(fs, 2)
+    ls = L.LoudnessState.allocate(fs, 2)
     fused(np.ascontiguousarray(x.T), ls)
     m = run(x, fs)
     np.testing.assert_array_equal(ls.state, m.kernel_state.state)

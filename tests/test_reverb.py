@@ -110,7 +110,7 @@ def test_matrix_and_taps():
 def test_absorption_closed_form_equals_root_finding(fs, decay_s, damping_hz):
     d = R.line_delays(fs)
     coef = np.zeros((2, R.N_LINES))
-    R.absorption_coefficients(d, decay_s, damping_hz, float(fs), coef, 0)
+    R._absorption_coefficients(d, decay_s, damping_hz, float(fs), coef, 0)
     b, p = absorption(d, decay_s, damping_hz, fs)
     np.testing.assert_allclose(coef[1], p, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(coef[0], b, rtol=1e-9, atol=1e-15)

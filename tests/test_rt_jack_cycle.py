@@ -67,7 +67,7 @@ class ReferenceRings:
 
 def run_kernel(schedule, inputs, slots, delay):
     """Drive ``_exchange`` with numpy 'port buffers'; ``schedule[c]`` blocks are processed by
-    the worker (through claim_block/release_block) before period ``c``."""
+    the worker (through _claim_block/_release_block) before period ``c``."""
     n_cycles, frames, n_in = inputs.shape
     in_data = np.zeros((slots, frames, n_in), np.float32)
     out_data = np.zeros((slots, frames, 2), np.float32)
@@ -81,11 +81,11 @@ def run_kernel(schedule, inputs, slots, delay):
     played = np.zeros((n_cycles, frames, 2), np.float32)
     for c in range(n_cycles):
         for _ in range(schedule[c]):
-            s = jc.claim_block(count, slots)
+            s = jc._claim_block(count, slots)
             if s < 0:
                 break
             out_data[s] = worker_result(in_data[s])
-            jc.release_block(count, in_tag, out_tag, s)
+            jc._release_block(count, in_tag, out_tag, s)
         for i in range(n_in):
             ports_in[i][:] = inputs[c, :, i]
         ports_out[0][:] = ports_out[1][:] = np.nan  # the callback must write every frame
@@ -210,11 +210,11 @@ def test_compiled_callback_moves_frames_posts_and_times_each_period():
             buffers[i][:] = x[:, i]
         assert process(frames, rings.arg) == 0
         # the worker's part: the block just pushed, straight back as [sum, first input]
-        s = jc.claim_block(rings.count, rings.slots)
+        s = jc._claim_block(rings.count, rings.slots)
         assert s >= 0 and np.array_equal(rings.in_blocks[s], x)
         rings.out_blocks[s][:, 0] = x.sum(axis=1)
         rings.out_blocks[s][:, 1] = x[:, 0]
-        jc.release_block(rings.count, rings.in_tag, rings.out_tag, s)
+        jc._release_block(rings.count, rings.in_tag, rings.out_tag, s)
         out = np.stack(buffers[n_in:], axis=1)
         if c == 0:
             assert not out.any()  # nothing is due in the first period (delay 1)

@@ -10,8 +10,8 @@ import pytest
 
 from edgemix.dsp import truepeak as T
 from edgemix.dsp.truepeak import (ANNEX2_COEFFICIENTS, TruePeakMeter, interpolator_for_rate,
-                                  make_state, oversampling_for_rate, true_peak_dbtp,
-                                  truepeak_push, windowed_sinc_phases)
+                                  oversampling_for_rate, true_peak_dbtp,
+                                  _truepeak_push, windowed_sinc_phases)
 from tests.alloc_helpers import heap_bytes
 from tests.reference.truepeak_ref import (estimates_ref, prototype_from_phases,
                                           true_peak_resampled_db)
@@ -132,7 +132,7 @@ def _estimates(x, coef, raw_tap):
     st = np.zeros((1, T.TP_HIST + 2 * coef.shape[0]))
     out = np.empty(x.size)
     for n in range(x.size):
-        out[n] = truepeak_push(st, 0, x[n], coef, raw_tap)
+        out[n] = _truepeak_push(st, 0, x[n], coef, raw_tap)
     return out
 
 
@@ -261,4 +261,4 @@ def test_process_allocates_nothing_after_warmup():
 
 def test_state_helper_shape():
     coef, _ = interpolator_for_rate(FS)
-    assert make_state(3, coef.shape[0]).shape == (3, T.TP_HIST + 2 * coef.shape[0])
+    assert T.history(3, coef.shape[0]).shape == (3, T.TP_HIST + 2 * coef.shape[0])

@@ -16,7 +16,7 @@ LABELS = {
     "eq1_gain_db": "low shelf", "eq2_gain_db": "EQ band 2", "eq3_gain_db": "EQ band 3",
     "eq4_gain_db": "high shelf", "eq2_hz": "EQ band 2", "eq3_hz": "EQ band 3",
     "eq1_hz": "low shelf", "eq4_hz": "high shelf", "eq1_q": "low shelf", "eq2_q": "EQ band 2",
-    "eq3_q": "EQ band 3", "eq4_q": "high shelf",
+    "eq3_q": "EQ band 3", "eq4_q": "high shelf", "master_fader_db": "master fader",
 }
 
 
@@ -54,3 +54,15 @@ def sentence(name: str, value: float, reason: str) -> str:
 
 def percent(x: float) -> str:
     return f"{100.0 * x:.0f} %" if math.isfinite(x) else "n/a"
+
+
+def with_automation(text: str, name: str, level: float, manual: float, value: float) -> str:
+    """A policy's sentence with the automation level where it applies: below full auto,
+    "...; automation 50 %: blended with your +0.0 dB to -3.0 dB"; gain sharing (offered,
+    never imposed) always states its level."""
+    if level < 1.0:
+        return (f"{text}; automation {percent(level)}: blended with your "
+                f"{format_value(name, manual)} to {format_value(name, value)}")
+    if name == "automix_on":
+        return f"{text}; automation {percent(level)}"
+    return text

@@ -7,6 +7,7 @@ module             commands
 ``cli/run.py``     ``edgemix run``, ``edgemix devices`` (live audio)
 ``cli/board.py``   ``edgemix board bundle|check|warmup|armcheck`` (deployment)
 ``cli/profile.py`` ``edgemix profile`` (what the board runs, timed)
+``cli/prep.py``    ``edgemix prep`` (mix preparation: clicks, silences, alignment, mono, labels)
 =================  ==========================================================
 
 Every user mistake ends a command with one line on stderr (``edgemix: error: ...``) and exit
@@ -30,11 +31,12 @@ def cli():
 def _register():
     from edgemix.cli.board import board
     from edgemix.cli.mix import demo_command, mix_command
+    from edgemix.cli.prep import prep_command
     from edgemix.cli.profile import profile_command
     from edgemix.cli.run import devices_command, run_command
 
     for command in (demo_command, mix_command, run_command, devices_command, board,
-                    profile_command):
+                    profile_command, prep_command):
         cli.add_command(command)
 
 

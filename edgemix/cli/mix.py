@@ -24,6 +24,7 @@ from edgemix import params as P
 from edgemix.automix.explain import format_value
 from edgemix.errors import UserError
 from edgemix.roles import colour_of
+from edgemix.session import DEFAULT_ROLE
 
 #: Parameters the report shows per channel, in console order.
 REPORT_PARAMS = ("trim_db", "polarity_invert", "hpf_hz", "eq1_gain_db", "eq2_hz", "eq2_gain_db",
@@ -53,12 +54,32 @@ class MixResult:
     meters: object
     seconds: float
     policy: str
+    #: per channel, what the policy recognised (``ModelPolicy.recognition()``), or None
+    recognition: list | None = None
+    #: the master parameters' sentences (the loudness target's move)
+    master_explanations: dict = dataclasses.field(default_factory=dict)
+    master_params: np.ndarray | None = None
 
     def report(self) -> dict:
+        """Everything, JSON-friendly.  Per channel: ``role`` is the session's (the
+        person's word; "other" when not given), ``recognised_role``/``role_probability``
+        what the policy heard (None / null for a policy that does not listen),
+        ``mixed_as`` the role the policy mixed it as (the session's when given) and
+        ``role_source`` where that came from ("session", "heard", "none")."""
         chans = []
         for i, ch in enumerate(self.session.channels):
-            row = {"name": ch.name, "input": ch.input, "role": ch.role, "colour": ch.colour,
-                   "automation": ch.automation,
+            rec = (self.recognition[i] if self.recognition and i < len(self.recognition)
+                   else None)
+            if rec is not None:
+                heard = {"recognised_role": rec["recognised_role"],
+                         "role_probability": float(rec["role_probability"]),
+                         "mixed_as": rec["role"], "role_source": rec["role_source"]}
+            else:
+                given = ch.role != DEFAULT_ROLE
+                heard = {"recognised_role": None, "role_probability": None,
+                         "mixed_as": ch.role, "role_source": "session" if given else "none"}
+            row = {"name": ch.name, "input": ch.input, "role": ch.role, **heard,
+                   "colour": ch.colour, "automation": ch.automation,
                    "manual": {k: float(v) for k, v in ch.manual.items()},
                    "params": {n: float(self.channel_params[i, getattr(P.CH, n)])
                               for n in REPORT_PARAMS},
@@ -72,7 +93,12 @@ class MixResult:
             "seconds": self.seconds,
             "master": {"integrated_lufs": m.integrated_lufs, "true_peak_dbtp": m.true_peak_dbtp,
                        "loudness_range_lu": m.loudness_range_lu,
-                       "max_short_term_lufs": m.short_term_lufs},
+                       "max_short_term_lufs": m.short_term_lufs,
+                       "loudness_target_lufs": getattr(self.session, "loudness_target_lufs",
+                                                       None),
+                       "master_fader_db": (float(self.master_params[P.MS.master_fader_db])
+                                           if self.master_params is not None else None),
+                       "why": dict(self.master_explanations)},
             "channels": chans,
             "run": {k: v for k, v in self.stats.items() if _jsonable(v)},
         }
@@ -129,7 +155,10 @@ def mix_session(session, *, policy: str = "auto", progress: bool = True) -> MixR
     expl = getattr(control, "last_explanations", None) or [{} for _ in session.channels]
     return MixResult(session=session, stats=result["stats"],
                      channel_params=runner.console.channel_params, explanations=expl,
-                     meters=runner.console.meters, seconds=time.monotonic() - t0, policy=kind)
+                     meters=runner.console.meters, seconds=time.monotonic() - t0, policy=kind,
+                     recognition=getattr(control, "last_recognition", None),
+                     master_explanations=getattr(control, "last_master_explanations", {}) or {},
+                     master_params=np.array(runner.console.master_params))
 
 
 def write_report(res: MixResult, out_dir: pathlib.Path, mix_path: pathlib.Path) -> tuple:
@@ -150,17 +179,19 @@ def write_report(res: MixResult, out_dir: pathlib.Path, mix_path: pathlib.Path) 
         p = c["params"]
         comp = ("off" if p["comp_ratio"] <= 1.0 else
                 f"{p['comp_ratio']:.1f}:1 at {p['comp_threshold_db']:.0f} dB")
-        lines.append(f"| {c['name']} | {c['role']} | {c['automation']:.2f} | "
+        lines.append(f"| {c['name']} | {_role_cell(c)} | {c['automation']:.2f} | "
                      f"{format_value('trim_db', p['trim_db'])} | {format_value('hpf_hz', p['hpf_hz'])} | {comp} | "
                      f"{format_value('fader_db', p['fader_db'])} | {format_value('pan', p['pan'])} | "
                      f"{format_value('aux1_send_db', p['aux1_send_db'])} |")
+    if m.get("why"):
+        lines += ["", *(f"- {text}" for text in m["why"].values())]
     lines += ["", "## Why", ""]
     for c in rep["channels"]:
         why = c["why"]
         manual = c["manual"]
         if not why and not manual:
             continue
-        lines.append(f"**{c['name']}** ({c['role']})")
+        lines.append(f"**{c['name']}** ({_role_cell(c)})")
         for name, value in manual.items():
             lines.append(f"- {name} = {value:g}: your setting (manual settings always win)")
         for name, sentence in why.items():
@@ -169,6 +200,20 @@ def write_report(res: MixResult, out_dir: pathlib.Path, mix_path: pathlib.Path) 
     mpath = out_dir / "report.md"
     mpath.write_text("\n".join(lines) + "\n")
     return jpath, mpath
+
+
+def _role_cell(c: dict) -> str:
+    """The role the channel was mixed as -- the one its explanations name -- and where it
+    came from: "kick (heard, p 0.93)", "keys_piano (session; heard as bass, p 0.71)"."""
+    role, heard, p = c["mixed_as"], c["recognised_role"], c["role_probability"]
+    if c["role_source"] == "session":
+        return f"{role} (session)" if heard in (None, role) else \
+            f"{role} (session; heard as {heard}, p {p:.2f})"
+    if c["role_source"] == "heard":
+        return f"{role} (heard, p {p:.2f})"
+    if c["role_probability"] is not None:  # a policy that listens and has not heard it
+        return f"{role} (not heard yet)"
+    return role
 
 
 def _summary(res: MixResult, mix_path) -> str:

@@ -85,22 +85,34 @@ def devices_command(as_json, server):
 @click.option("--no-rt", is_flag=True, help="do not ask for CPU affinity / real-time priority")
 @click.option("--retries", type=int, default=None,
               help="give up after this many re-opens of a lost device (default: keep trying)")
+@click.option("--osc", "osc", metavar="[ADDR:]PORT", default=None,
+              help="OSC control surface in the X-Air dialect (UDP; e.g. 10024, "
+                   "0.0.0.0:10024); binds 127.0.0.1 unless an address is given")
+@click.option("--web", "web", metavar="[ADDR:]PORT", default=None,
+              help="web control surface (HTTP; e.g. 8080); binds 127.0.0.1 unless an "
+                   "address is given")
 @click.option("--json", "as_json", is_flag=True, help="print the run's statistics as JSON")
 @click.option("-v", "--verbose", is_flag=True)
-def run_command(config, duration_s, record_dir, server, no_rt, retries, as_json, verbose):
+def run_command(config, duration_s, record_dir, server, no_rt, retries, osc, web, as_json,
+                verbose):
     """Mix live (JACK, PortAudio) or offline (stems, synthetic) as the session says."""
     _setup_logging(verbose)
+    from edgemix.rt.surface import SurfaceError, announce, control_from_cli
     try:
         session = load_session(config) if config else default_session(8, output="")
+        control = control_from_cli(session, osc=osc, web=web)
         runner, session = build_runner(session, record_dir=record_dir, server=server,
-                                       rt_priority=not no_rt, max_retries=retries)
+                                       rt_priority=not no_rt, max_retries=retries,
+                                       control=control)
     except (SessionError, DeviceError, ValueError) as e:
         raise UserError(str(e)) from None
+    if runner.control is not None and hasattr(runner.control, "announce"):
+        runner.control.announce = announce
     log.info("%d channels via %s, %d Hz / %d frames (pid %d)", session.n_channels,
              runner.backend.name, session.sample_rate_hz, session.block_size, os.getpid())
     try:
         stats = runner.run(duration_s=duration_s)
-    except (DeviceError, ValueError) as e:
+    except (DeviceError, ValueError, SurfaceError) as e:
         raise UserError(str(e)) from None
     if as_json:
         click.echo(json.dumps(stats))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
+import re
 
 import numba
 
@@ -21,22 +22,67 @@ import numba
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn"})
 
 
-def _source_key() -> str:
-    """A hash of every module that defines kernels (those that import this one).
+#: A module-level import of edgemix (a kernel can only freeze its own module's globals, and
+#: those come from module-level imports; a function-level import feeds no kernel).
+_IMPORT = re.compile(rb"^(?:from[ \t]+(edgemix[\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^\n]*)"
+                     rb"|import[ \t]+(edgemix[\w.]*))", re.M)
 
-    Numba's cache checks only the file of the function it caches, so a fused kernel that
-    calls kernels from other modules would keep running a stale copy of them after an
-    upgrade or an edit.  Keying the cache folder by the source of every kernel module (and
-    the schema they read constants from) makes any change there start a fresh cache, while
-    an edit to, say, the CLI keeps it.
+
+def _module_file(root: pathlib.Path, dotted: str) -> pathlib.Path | None:
+    """The source file of an ``edgemix.*`` module under ``root`` (the package folder)."""
+    parts = dotted.split(".")[1:]
+    if not parts:
+        return root / "__init__.py"
+    rel = pathlib.Path(*parts)
+    for cand in (root / rel.with_suffix(".py"), root / rel / "__init__.py"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def kernel_sources(root: pathlib.Path | None = None) -> list[pathlib.Path]:
+    """Every source file that can change a compiled kernel: the modules that define
+    kernels (they import this one), and every edgemix module they import at module level,
+    transitively.
+
+    A kernel freezes the module globals it reads (``TICK``, ``Z_LIMIT``, a schema column
+    index) into its machine code, wherever they are defined, and Numba's own cache checks
+    only the file of the function it caches.  The scan reads the import lines (a
+    constant reached only through ``importlib`` would be missed: kernels do not do that).
     """
+    root = pathlib.Path(root) if root else pathlib.Path(__file__).resolve().parents[1]
+    todo = [f for f in sorted(root.rglob("*.py"))
+            if f.name == "_jit.py" or b"_jit import" in f.read_bytes()]
+    seen: set[pathlib.Path] = set()
+    while todo:
+        f = todo.pop()
+        if f in seen:
+            continue
+        seen.add(f)
+        for m in _IMPORT.finditer(f.read_bytes()):
+            base = (m.group(1) or m.group(3)).decode()
+            names = m.group(2).decode() if m.group(2) else ""
+            names = [n.split()[0] for n in names.strip("() \n").replace("\n", " ").split(",")
+                     if n.split() and not n.strip().startswith("#")]
+            for dotted in [base] + [f"{base}.{n}" for n in names]:
+                g = _module_file(root, dotted)
+                if g is not None and g not in seen:
+                    todo.append(g)
+    return sorted(seen)
+
+
+def _source_key(root: pathlib.Path | None = None) -> str:
+    """A hash of every kernel source (:func:`kernel_sources`) and Numba's version.
+
+    Keying the cache folder by them makes any change there start a fresh cache (a fused
+    kernel would otherwise keep a stale copy of a callee or a constant from another
+    module), while an edit to, say, the CLI keeps it.
+    """
+    root = pathlib.Path(root) if root else pathlib.Path(__file__).resolve().parents[1]
     h = hashlib.sha256(numba.__version__.encode())
-    root = pathlib.Path(__file__).resolve().parents[1]
-    for f in sorted(root.rglob("*.py")):
-        text = f.read_bytes()
-        if b"_jit import" in text or f.name in ("_jit.py", "params.py"):
-            h.update(f.relative_to(root).as_posix().encode())
-            h.update(text)
+    for f in kernel_sources(root):
+        h.update(f.relative_to(root).as_posix().encode())
+        h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 

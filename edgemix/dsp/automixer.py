@@ -56,6 +56,7 @@ import numpy as np
 
 from edgemix import params as P
 from edgemix.dsp._jit import kernel
+from edgemix.dsp.arena import _view1, _view2
 from edgemix.params import CH, MS
 
 #: Control period (samples) at which shares, open set, noise floors and hold are decided.
@@ -99,12 +100,14 @@ N_CTL = 10
 class AutomixState:
     """Every array the automixer kernel reads or writes, allocated once."""
 
-    ch: np.ndarray   # (channels, N_S) float64 per-channel state
-    ctl: np.ndarray  # (N_CTL,) float64 clock and constants
+    ch: np.ndarray        # (channels, N_S) float64 per-channel state
+    ctl: np.ndarray       # (N_CTL,) float64 clock and constants
+    gains_db: np.ndarray  # (channels,) the applied gain of each channel, dB (a meter)
 
     @classmethod
     def allocate(cls, n_channels: int, fs_hz: float) -> "AutomixState":
-        st = cls(ch=np.zeros((n_channels, N_S)), ctl=np.zeros(N_CTL))
+        st = cls(ch=np.zeros((n_channels, N_S)), ctl=np.zeros(N_CTL),
+                 gains_db=np.zeros(n_channels))
         c = st.ctl
         c[C_FS] = fs_hz
         c[C_A_FAST_MAX] = 1.0 - math.exp(-1000.0 / (FAST_MS * fs_hz))
@@ -126,6 +129,13 @@ class AutomixState:
         self.ctl[C_CLOCK] = 0.0
         self.ctl[C_HAS_SHARES] = 0.0
         self.ctl[C_HOLDING] = 0.0
+        self.gains_db[:] = 0.0
+
+
+@kernel(inline="always")
+def _automix_views(f64, i64, f32, table, s):
+    """An :class:`AutomixState` in an arena, as :func:`_automix_block` takes it."""
+    return _view2(f64, table, s, 0), _view1(f64, table, s, 1), _view1(f64, table, s, 2)
 
 
 @kernel
@@ -279,7 +289,6 @@ class GainSharingAutomixer:
         self._chan = P.channel_defaults(self.n_channels)
         self._master = P.master_defaults()
         self.state = AutomixState.allocate(self.n_channels, self.sample_rate_hz)
-        self._gains_db = np.zeros(self.n_channels)
         for c in (members or ()):
             self.set_channel(c, "automix_on", 1.0)
 
@@ -318,17 +327,16 @@ class GainSharingAutomixer:
         if buf_cf.dtype != np.float32 or buf_cf.ndim != 2 or buf_cf.shape[0] != self.n_channels:
             raise ValueError(f"buffer must be float32 of shape ({self.n_channels}, frames)")
         _automix_block(buf_cf, buf_cf.shape[1], self._chan, self._master, self.state.ch,
-                       self.state.ctl, self._gains_db)
+                       self.state.ctl, self.state.gains_db)
 
     def reset(self) -> None:
         """Forget levels, noise floors and shares (gains back to unity); keep parameters."""
         self.state.reset()
-        self._gains_db[:] = 0.0
 
     @property
     def gains_db(self) -> np.ndarray:
         """Each channel's applied automix gain (dB) at the end of the last block (a copy)."""
-        return self._gains_db.copy()
+        return self.state.gains_db.copy()
 
     @property
     def holding(self) -> bool:
@@ -337,9 +345,9 @@ class GainSharingAutomixer:
 
 
 @kernel
-def automix_idle(chan, ch):
+def _automix_idle(chan, ch):
     """True when no channel is a member and every gain is back at unity: the console may
-    then skip ``_automix_block`` (calling ``automix_skip`` instead) at no audible cost."""
+    then skip ``_automix_block`` (calling ``_automix_skip`` instead) at no audible cost."""
     for c in range(ch.shape[0]):
         if chan[c, CH.automix_on] > 0.5 or ch[c, S_GAIN] != 1.0:
             return False
@@ -347,7 +355,7 @@ def automix_idle(chan, ch):
 
 
 @kernel
-def automix_skip(ctl, n_frames):
+def _automix_skip(ctl, n_frames):
     """Advance the automixer's clock over a skipped block so its tick grid stays anchored
     to the console's sample clock (block-size invariance)."""
     ctl[C_CLOCK] = ctl[C_CLOCK] + n_frames

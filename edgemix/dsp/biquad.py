@@ -38,7 +38,7 @@ MAX_CORNER_FRACTION = 0.49
 
 
 @kernel
-def rbj_coefficients(kind, f0_hz, gain_db, q, fs_hz, out, offset):
+def _rbj_coefficients(kind, f0_hz, gain_db, q, fs_hz, out, offset):
     """Write normalised ``(b0, b1, b2, a1, a2)`` of one RBJ section into ``out[offset:offset+5]``.
 
     ``gain_db`` is used by the peak and shelf kinds only.  Shelves use the cookbook's Q form
@@ -98,7 +98,7 @@ def rbj_coefficients(kind, f0_hz, gain_db, q, fs_hz, out, offset):
 
 
 @kernel
-def set_identity(out, offset):
+def _set_identity(out, offset):
     """A pass-through section (used for the unused half of a 12 dB/oct high-pass)."""
     out[offset] = 1.0
     out[offset + 1] = 0.0
@@ -130,7 +130,7 @@ def coefficients(kind: str, f0_hz: float, fs_hz: float, q: float = BUTTERWORTH2_
     if not (fs_hz > 0 and f0_hz > 0 and q > 0):
         raise ValueError("sample rate, frequency and Q must be positive")
     out = np.empty(5)
-    rbj_coefficients(KINDS[kind], float(f0_hz), float(gain_db), float(q), float(fs_hz), out, 0)
+    _rbj_coefficients(KINDS[kind], float(f0_hz), float(gain_db), float(q), float(fs_hz), out, 0)
     return out
 
 

@@ -65,7 +65,7 @@ def _bits_f64(typingctx, n):
 
 
 @kernel(inline="always")
-def fast_log2(x):
+def _fast_log2(x):
     """log2 of a positive float64, inline (no libm call), |error| < 1e-9 for normal x
     (finite for 0 and denormals: about -1023).
 
@@ -92,12 +92,12 @@ def fast_log2(x):
 
 
 @kernel(inline="always")
-def fast_exp2(y):
+def _fast_exp2(y):
     """2^y inline (no libm call), relative error < 1e-9, for y >= -1000 (0 below).
 
     2^y = 2^n e^(f ln2), n = round(y), |f ln2| <= 0.347, e^z by its Taylor series to z^8.
     2^n is built from the bits of n + 1023 + 2^52 shifted into the exponent field (no
-    int64 conversion, see ``fast_log2``); ``np.floor`` keeps n a float (``math.floor``
+    int64 conversion, see ``_fast_log2``); ``np.floor`` keeps n a float (``math.floor``
     would return an int64).
     """
     yc = max(y, -1000.0)
@@ -110,26 +110,26 @@ def fast_exp2(y):
 
 
 @kernel(inline="always")
-def db_to_gain(db):
-    """``10^(db/20)`` per sample, inline (see ``fast_exp2``)."""
-    return fast_exp2(db * LOG2_10_OVER_20)
+def _fast_db_to_gain(db):
+    """``10^(db/20)`` per sample, inline (see ``_fast_exp2``)."""
+    return _fast_exp2(db * LOG2_10_OVER_20)
 
 
 @kernel(inline="always")
-def gain_of_db(db):
+def _gain_of_db(db):
     """A fader-style level: ``10^(db/20)``, and exactly 0 at ``params.OFF_DB`` or below
     (the "off" position of faders, sends and returns).  Control rate: exact ``pow``."""
     return 0.0 if db <= OFF_DB else 10.0 ** (db / 20.0)
 
 
 @kernel(inline="always")
-def power_to_db(power):
-    """``10 log10(power)`` per sample for power > 1e-300, inline (see ``fast_log2``)."""
-    return DB10_PER_LOG2 * fast_log2(power)
+def _power_to_db(power):
+    """``10 log10(power)`` per sample for power > 1e-300, inline (see ``_fast_log2``)."""
+    return DB10_PER_LOG2 * _fast_log2(power)
 
 
 @kernel
-def time_constant_alpha(time_ms, fs_hz):
+def _time_constant_alpha(time_ms, fs_hz):
     """One-pole coefficient for a time constant: ``exp(-1 / (tau fs))``; 0 for tau = 0."""
     if time_ms <= 0.0:
         return 0.0
@@ -137,7 +137,7 @@ def time_constant_alpha(time_ms, fs_hz):
 
 
 @kernel(inline="always")
-def knee_curve_db(over_db, slope, knee_db, half_inv_knee):
+def _knee_curve_db(over_db, slope, knee_db, half_inv_knee):
     """Giannoulis 2012 eq. 4 as a gain (dB, <= 0) for ``over_db`` = level - threshold.
 
     ``slope`` = 1/ratio - 1 and ``half_inv_knee`` = 1/(2 W) (0 for a hard knee) are
@@ -150,12 +150,12 @@ def knee_curve_db(over_db, slope, knee_db, half_inv_knee):
 
 
 @kernel(inline="always")
-def half_inverse_knee(knee_db):
+def _half_inverse_knee(knee_db):
     return 0.5 / knee_db if knee_db > 0.0 else 0.0
 
 
 @kernel
-def expander_gain_db(x_db, threshold_db, ratio, range_db):
+def _expander_gain_db(x_db, threshold_db, ratio, range_db):
     """Downward expander below threshold: ``(x - T)(ratio - 1)``, no deeper than ``-range``."""
     if x_db >= threshold_db:
         return 0.0
@@ -163,19 +163,19 @@ def expander_gain_db(x_db, threshold_db, ratio, range_db):
 
 
 @kernel(inline="always")
-def compressor_step(x, yl_db, ms, rms_mode, a_rms, knee_lo_sq, threshold_db, slope, knee_db,
+def _compressor_step(x, yl_db, ms, rms_mode, a_rms, knee_lo_sq, threshold_db, slope, knee_db,
                     half_inv_knee, a_attack, a_release):
     """One sample of detector + gain computer + ballistics.
 
     Returns ``(yl_db, ms)``: the smoothed gain reduction in dB (>= 0) and the RMS
     detector's mean square.  ``knee_lo_sq`` is the squared linear level where the knee
     starts (below it the gain computer gives 0 dB; +inf for ratio 1:1); ``slope`` and
-    ``half_inv_knee`` as in ``knee_curve_db``.  Branch-free, so the strip's channel loop
+    ``half_inv_knee`` as in ``_knee_curve_db``.  Branch-free, so the strip's channel loop
     vectorises: every path is computed and selected.
     """
     ms = a_rms * ms + (1.0 - a_rms) * x * x
     lvl_sq = ms if rms_mode else x * x
-    xl = -knee_curve_db(power_to_db(lvl_sq) - threshold_db, slope, knee_db, half_inv_knee)
+    xl = -_knee_curve_db(_power_to_db(lvl_sq) - threshold_db, slope, knee_db, half_inv_knee)
     xl = xl if lvl_sq > knee_lo_sq else 0.0
     # smooth branching detector (eq. 17): attack while reduction grows, release otherwise
     a = a_attack if xl > yl_db else a_release
@@ -184,7 +184,7 @@ def compressor_step(x, yl_db, ms, rms_mode, a_rms, knee_lo_sq, threshold_db, slo
 
 
 @kernel(inline="always")
-def knee_start_sq(threshold_db, ratio, knee_db):
+def _knee_start_sq(threshold_db, ratio, knee_db):
     """Squared linear level where the knee starts; +inf at 1:1 (no gain reduction)."""
     if ratio <= 1.0:
         return np.inf
@@ -192,7 +192,7 @@ def knee_start_sq(threshold_db, ratio, knee_db):
 
 
 @kernel
-def gate_step(x, env, is_open, hold_left, yg_db, a_env, open_lin, close_lin, hold_samples,
+def _gate_step(x, env, is_open, hold_left, yg_db, a_env, open_lin, close_lin, hold_samples,
               threshold_db, ratio, range_db, a_open, a_close):
     """One sample of the gate/expander with hysteresis and hold.
 
@@ -218,8 +218,8 @@ def gate_step(x, env, is_open, hold_left, yg_db, a_env, open_lin, close_lin, hol
     if is_open > 0.0:
         target = 0.0
     else:
-        env_db = DB20_PER_LOG2 * fast_log2(env) if env > 1e-10 else FLOOR_DB
-        target = expander_gain_db(env_db, threshold_db, ratio, range_db)
+        env_db = DB20_PER_LOG2 * _fast_log2(env) if env > 1e-10 else FLOOR_DB
+        target = _expander_gain_db(env_db, threshold_db, ratio, range_db)
     if target > yg_db:
         yg_db = a_open * yg_db + (1.0 - a_open) * target
     else:
@@ -232,37 +232,37 @@ def gate_step(x, env, is_open, hold_left, yg_db, a_env, open_lin, close_lin, hol
 @kernel
 def _compressor_run(x, y, gr_db, state, fs_hz, threshold_db, ratio, knee_db, attack_ms,
                     release_ms, makeup_db, rms_mode, rms_ms):
-    a_att = time_constant_alpha(attack_ms, fs_hz)
-    a_rel = time_constant_alpha(release_ms, fs_hz)
-    a_rms = time_constant_alpha(rms_ms, fs_hz)
-    knee_lo_sq = knee_start_sq(threshold_db, ratio, knee_db)
+    a_att = _time_constant_alpha(attack_ms, fs_hz)
+    a_rel = _time_constant_alpha(release_ms, fs_hz)
+    a_rms = _time_constant_alpha(rms_ms, fs_hz)
+    knee_lo_sq = _knee_start_sq(threshold_db, ratio, knee_db)
     slope = 1.0 / ratio - 1.0
-    hik = half_inverse_knee(knee_db)
+    hik = _half_inverse_knee(knee_db)
     yl, ms = state[0], state[1]
     for n in range(x.shape[0]):
-        yl, ms = compressor_step(x[n], yl, ms, rms_mode, a_rms, knee_lo_sq, threshold_db,
+        yl, ms = _compressor_step(x[n], yl, ms, rms_mode, a_rms, knee_lo_sq, threshold_db,
                                  slope, knee_db, hik, a_att, a_rel)
         gr_db[n] = yl
-        y[n] = x[n] * db_to_gain(makeup_db - yl)
+        y[n] = x[n] * _fast_db_to_gain(makeup_db - yl)
     state[0], state[1] = yl, ms
 
 
 @kernel
 def _gate_run(x, y, gain_db, state, fs_hz, threshold_db, hysteresis_db, range_db, ratio,
               attack_ms, hold_ms, release_ms):
-    a_env = time_constant_alpha(GATE_ENVELOPE_RELEASE_MS, fs_hz)
-    a_open = time_constant_alpha(attack_ms, fs_hz)
-    a_close = time_constant_alpha(release_ms, fs_hz)
+    a_env = _time_constant_alpha(GATE_ENVELOPE_RELEASE_MS, fs_hz)
+    a_open = _time_constant_alpha(attack_ms, fs_hz)
+    a_close = _time_constant_alpha(release_ms, fs_hz)
     open_lin = 10.0 ** (threshold_db / 20.0)
     close_lin = 10.0 ** ((threshold_db - hysteresis_db) / 20.0)
     hold = math.floor(hold_ms * 1e-3 * fs_hz + 0.5)
     env, is_open, hold_left, yg = state[0], state[1], state[2], state[3]
     for n in range(x.shape[0]):
-        env, is_open, hold_left, yg = gate_step(x[n], env, is_open, hold_left, yg, a_env,
+        env, is_open, hold_left, yg = _gate_step(x[n], env, is_open, hold_left, yg, a_env,
                                                 open_lin, close_lin, hold, threshold_db,
                                                 ratio, range_db, a_open, a_close)
         gain_db[n] = yg
-        y[n] = x[n] * db_to_gain(yg)
+        y[n] = x[n] * _fast_db_to_gain(yg)
     state[0], state[1], state[2], state[3] = env, is_open, hold_left, yg
 
 

@@ -4,7 +4,7 @@ Design (the "minimum filter + moving average" lookahead limiter, as in Signalsmi
 "Designing a straightforward limiter" (2022), x42 dpl and JUCE's ``dsp::Limiter`` family):
 
 1. **Detector, on the oversampled signal.**  Every input sample goes into a history read
-   by two interpolators (:func:`edgemix.dsp.truepeak.truepeak_estimate`): an 8-phase,
+   by two interpolators (:func:`edgemix.dsp.truepeak._truepeak_estimate`): an 8-phase,
    32-tap Kaiser-windowed sinc (8x oversampling at every sample rate, accurate to 0.45 fs)
    and the rate's BS.1770-4 meter interpolator (the annex's 4x table at 44.1/48 kHz),
    moved back to the same interval.  The larger estimate is the peak of the reconstructed
@@ -18,7 +18,7 @@ Design (the "minimum filter + moving average" lookahead limiter, as in Signalsmi
    ``H = 16`` frames of extra hold on both sides of every peak.
 3. **Release.**  ``e`` drops to ``a`` at once and rises toward it exponentially,
    ``e <- a + r (e - a)`` with ``r = exp(-1 / (tau fs))`` (the one-pole of
-   :func:`edgemix.dsp.dynamics.time_constant_alpha`): a linear-gain release, so
+   :func:`edgemix.dsp.dynamics._time_constant_alpha`): a linear-gain release, so
    ``1 - gain`` decays as ``exp(-t / tau)``.  ``e <= a`` always.
 4. **Attack.**  The gain is the mean of ``e`` over the last ``W`` frames (a box filter):
    a linear ramp over the lookahead instead of a jump, and never an overshoot, because a
@@ -65,9 +65,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgemix.dsp._jit import kernel
-from edgemix.dsp.dynamics import time_constant_alpha
-from edgemix.dsp.truepeak import (interpolator_for_rate, kernel_layout, make_state,
-                                  truepeak_estimate, truepeak_write, windowed_sinc_phases)
+from edgemix.dsp.arena import _view1, _view2
+from edgemix.dsp.dynamics import _time_constant_alpha
+from edgemix.dsp.truepeak import (history, interpolator_for_rate, kernel_layout,
+                                  _truepeak_estimate, _truepeak_write, windowed_sinc_phases)
 from edgemix.params import MASTER_SPECS
 
 ON_SPEC = MASTER_SPECS["limiter_on"]
@@ -144,7 +145,7 @@ def _limiter_run(buf, n_frames, on, ceiling_dbtp, release_ms, fs_hz, s, delay, h
     m_len = wedge.shape[1]
     lat = delay.shape[1]
     c_eff = 10.0 ** ((ceiling_dbtp - SAFETY_MARGIN_DB) / 20.0)
-    r = time_constant_alpha(release_ms, fs_hz)
+    r = _time_constant_alpha(release_ms, fs_hz)
     fade_step = 1000.0 / (BYPASS_FADE_MS * fs_hz)
     target = 1.0 if on >= 0.5 else 0.0
     # Quiet passages skip the interpolator: if the last ``taps`` samples are all below
@@ -185,15 +186,15 @@ def _limiter_run(buf, n_frames, on, ceiling_dbtp, release_ms, fs_hz, s, delay, h
             quiet = 0
         elif quiet < _QUIET_CAP:
             quiet += 1
-        truepeak_write(hist, 0, xl, taps)
-        truepeak_write(hist, 1, xr, taps)
+        _truepeak_write(hist, 0, xl, taps)
+        _truepeak_write(hist, 1, xr, taps)
         if quiet >= taps:
             q = 1.0
         else:
-            pk = max(truepeak_estimate(hist, 0, coef, d_det, 0),
-                     truepeak_estimate(hist, 1, coef, d_det, 0),
-                     truepeak_estimate(hist, 0, mcoef, m_raw, m_off),
-                     truepeak_estimate(hist, 1, mcoef, m_raw, m_off))
+            pk = max(_truepeak_estimate(hist, 0, coef, d_det, 0),
+                     _truepeak_estimate(hist, 1, coef, d_det, 0),
+                     _truepeak_estimate(hist, 0, mcoef, m_raw, m_off),
+                     _truepeak_estimate(hist, 1, mcoef, m_raw, m_off))
             q = 1.0 if pk <= c_eff else c_eff / pk
 
         # 2. hold: minimum of q over the last m_len intervals (ascending-minima wedge)
@@ -313,7 +314,7 @@ class LimiterState:
             raise RuntimeError("the meter's interpolator does not fit the detector's history")
         st = cls(s=np.zeros(N_S),
                  delay=np.zeros((2, DETECTOR_DELAY + w + HOLD_FRAMES - 1)),
-                 hist=make_state(2, DETECTOR_TAPS), coef=coef, mcoef=mcoef, box=np.ones(w),
+                 hist=history(2, DETECTOR_TAPS), coef=coef, mcoef=mcoef, box=np.ones(w),
                  wedge=np.zeros((2, w + 2 * HOLD_FRAMES)))
         st.s[S_SUM_ABS] = float(max(np.abs(coef).sum(axis=0).max(),
                                     np.abs(mcoef).sum(axis=0).max()))
@@ -341,6 +342,14 @@ class LimiterState:
         self.hist[:] = 0.0
         self.box[:] = 1.0
         self.wedge[:] = 0.0
+
+
+@kernel(inline="always")
+def _limiter_views(f64, i64, f32, table, s):
+    """A :class:`LimiterState` in an arena, as :func:`_limiter_run` takes it."""
+    return (_view1(f64, table, s, 0), _view2(f64, table, s, 1), _view2(f64, table, s, 2),
+            _view2(f64, table, s, 3), _view2(f64, table, s, 4), _view1(f64, table, s, 5),
+            _view2(f64, table, s, 6))
 
 
 def _db(gain: float) -> float:

@@ -67,6 +67,7 @@ from typing import NamedTuple
 import numpy as np
 
 from edgemix.dsp._jit import kernel
+from edgemix.dsp.arena import _view1, _view2
 
 # --- BS.1770-4 / EBU Tech 3341 / Tech 3342 constants ---------------------------------------
 
@@ -171,7 +172,7 @@ def k_weighting_coefficients(sample_rate_hz: float) -> np.ndarray:
 
 
 class LoudnessState(NamedTuple):
-    """Everything ``loudness_process`` needs; a Numba function may take it as a tuple.
+    """Everything ``_loudness_process`` needs; a Numba function may take it as a tuple.
 
     ``coef`` (10,) K-weighting; ``weights`` (channels,) BS.1770 channel gains ``G_i``;
     ``hop_frames`` frames per 100 ms; ``state`` (N_STATE,) scalars (see ``IDX_*``);
@@ -184,6 +185,41 @@ class LoudnessState(NamedTuple):
     state: np.ndarray
     chan_state: np.ndarray
     hist: np.ndarray
+
+    @classmethod
+    def allocate(cls, sample_rate_hz: float, n_channels: int,
+                 channel_weights=None) -> "LoudnessState":
+        """Allocate and reset the arrays of one loudness meter.
+
+        ``channel_weights`` are BS.1770-4's ``G_i`` (Table 3): 1.0 for L, R and C (the
+        default for every channel), 1.41 for the surrounds, 0 to leave a channel (e.g.
+        LFE) out.
+        """
+        fs = _check_rate(sample_rate_hz)
+        n = _check_channels(n_channels)
+        if channel_weights is None:
+            weights = np.ones(n, dtype=np.float64)
+        else:
+            weights = np.array(channel_weights, dtype=np.float64).reshape(-1)
+            if weights.shape != (n,) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
+                raise ValueError(f"channel_weights: give {n} finite weights >= 0 "
+                                 "(BS.1770-4 G_i: 1.0 for L/R/C, 1.41 for surrounds)")
+        ls = cls(coef=k_weighting_coefficients(fs), weights=weights,
+                 hop_frames=hop_frames_for(fs), state=np.zeros(N_STATE),
+                 chan_state=np.zeros((n, N_CHAN_STATE)), hist=np.zeros((4, N_BINS)))
+        ls.reset()
+        return ls
+
+    def reset(self) -> None:
+        """Clear the meter: no audio seen, every reading at its silent value."""
+        _reset_loudness(self.state, self.chan_state, self.hist)
+
+
+@kernel(inline="always")
+def _loudness_views(f64, i64, f32, table, s):
+    """A :class:`LoudnessState` in an arena, as :func:`_loudness_process` takes it."""
+    return (_view1(f64, table, s, 0), _view1(f64, table, s, 1), _view1(i64, table, s, 2)[0],
+            _view1(f64, table, s, 3), _view2(f64, table, s, 4), _view2(f64, table, s, 5))
 
 
 def hop_frames_for(sample_rate_hz: float) -> int:
@@ -208,31 +244,8 @@ def _check_channels(n_channels) -> int:
     return int(n_channels)
 
 
-def make_loudness_state(sample_rate_hz: float, n_channels: int,
-                        channel_weights=None) -> LoudnessState:
-    """Allocate and reset the arrays of one loudness meter.
-
-    ``channel_weights`` are BS.1770-4's ``G_i`` (Table 3): 1.0 for L, R and C (the default
-    for every channel), 1.41 for the surrounds, 0 to leave a channel (e.g. LFE) out.
-    """
-    fs = _check_rate(sample_rate_hz)
-    n = _check_channels(n_channels)
-    if channel_weights is None:
-        weights = np.ones(n, dtype=np.float64)
-    else:
-        weights = np.array(channel_weights, dtype=np.float64).reshape(-1)
-        if weights.shape != (n,) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
-            raise ValueError(f"channel_weights: give {n} finite weights >= 0 "
-                             "(BS.1770-4 G_i: 1.0 for L/R/C, 1.41 for surrounds)")
-    ls = LoudnessState(coef=k_weighting_coefficients(fs), weights=weights,
-                       hop_frames=hop_frames_for(fs), state=np.zeros(N_STATE),
-                       chan_state=np.zeros((n, N_CHAN_STATE)), hist=np.zeros((4, N_BINS)))
-    reset_loudness_state(ls.state, ls.chan_state, ls.hist)
-    return ls
-
-
 @kernel
-def reset_loudness_state(state, chan_state, hist):
+def _reset_loudness(state, chan_state, hist):
     """Clear a meter: no audio seen, every reading at its silent value."""
     state[:] = 0.0
     chan_state[:, :] = 0.0
@@ -246,7 +259,7 @@ def reset_loudness_state(state, chan_state, hist):
 
 
 @kernel(inline="always")
-def power_to_lufs(power):
+def _power_to_lufs(power):
     """BS.1770-4 eq. 2 for a weighted mean square; ``-inf`` for silence (never NaN)."""
     if power > 0.0:
         return LUFS_OFFSET_DB + 10.0 * math.log10(power)
@@ -269,7 +282,7 @@ def _update_integrated(state, hist):
     if n_abs <= 0.0:
         state[IDX_INTEGRATED_LUFS] = -math.inf
         return
-    gate = power_to_lufs(state[IDX_I_POWER] / n_abs) + RELATIVE_GATE_LU
+    gate = _power_to_lufs(state[IDX_I_POWER] / n_abs) + RELATIVE_GATE_LU
     kg = _bin_of(gate)
     top = int(state[IDX_I_TOP_BIN])
     power = 0.0
@@ -280,11 +293,11 @@ def _update_integrated(state, hist):
             continue
         # Blocks in the bin holding the threshold are classified together by their mean
         # loudness; every other bin lies wholly above the gate (eq. 7: l_j > gamma_r).
-        if k == kg and not power_to_lufs(hist[HIST_I_POWER, k] / n) > gate:
+        if k == kg and not _power_to_lufs(hist[HIST_I_POWER, k] / n) > gate:
             continue
         power += hist[HIST_I_POWER, k]
         count += n
-    state[IDX_INTEGRATED_LUFS] = power_to_lufs(power / count) if count > 0.0 else -math.inf
+    state[IDX_INTEGRATED_LUFS] = _power_to_lufs(power / count) if count > 0.0 else -math.inf
 
 
 @kernel
@@ -297,7 +310,7 @@ def _update_range(state, hist):
     if n_abs <= 0.0:
         return
     # Relative gate on the energy mean of the absolute-gated short-term values.
-    gate = power_to_lufs(state[IDX_ST_POWER] / n_abs) + LRA_RELATIVE_GATE_LU
+    gate = _power_to_lufs(state[IDX_ST_POWER] / n_abs) + LRA_RELATIVE_GATE_LU
     kg = _bin_of(gate)
     k0 = max(kg, 0)
     top = int(state[IDX_ST_TOP_BIN])
@@ -351,8 +364,8 @@ def _end_of_hop(weights, hop_frames, state, chan_state, hist):
         e_s += state[IDX_RING + (hops - 1 - j) % SHORT_TERM_HOPS]
     p_m = e_m / (MOMENTARY_HOPS * hop_frames)  # eq. 1: mean square over the window
     p_s = e_s / (SHORT_TERM_HOPS * hop_frames)
-    l_m = power_to_lufs(p_m)
-    l_s = power_to_lufs(p_s)
+    l_m = _power_to_lufs(p_m)
+    l_s = _power_to_lufs(p_s)
     state[IDX_MOMENTARY_LUFS] = l_m
     state[IDX_SHORT_TERM_LUFS] = l_s
     if l_m > state[IDX_MAX_MOMENTARY_LUFS]:
@@ -382,7 +395,7 @@ def _end_of_hop(weights, hop_frames, state, chan_state, hist):
 
 
 @kernel
-def loudness_process(x, coef, weights, hop_frames, state, chan_state, hist):
+def _loudness_process(x, coef, weights, hop_frames, state, chan_state, hist):
     """Meter one block ``x`` (channels, frames) float32; readings land in ``state``.
 
     Per sample: the two K-weighting biquads (TDF-II, float64) and the weighted square
@@ -435,7 +448,7 @@ class LoudnessMeter:
     """
 
     def __init__(self, sample_rate_hz: float, n_channels: int = 2, channel_weights=None):
-        self._ls = make_loudness_state(sample_rate_hz, n_channels, channel_weights)
+        self._ls = LoudnessState.allocate(sample_rate_hz, n_channels, channel_weights)
         self.sample_rate_hz = float(sample_rate_hz)
         self.n_channels = int(n_channels)
 
@@ -449,12 +462,12 @@ class LoudnessMeter:
         from edgemix.dsp.meters import channels_first_view
         x_cf = channels_first_view(block, self.n_channels)  # a view: no copy
         ls = self._ls
-        loudness_process(x_cf, ls.coef, ls.weights, ls.hop_frames, ls.state, ls.chan_state,
+        _loudness_process(x_cf, ls.coef, ls.weights, ls.hop_frames, ls.state, ls.chan_state,
                          ls.hist)
 
     def reset(self) -> None:
         """Forget all audio (integrated loudness and LRA start again)."""
-        reset_loudness_state(self._ls.state, self._ls.chan_state, self._ls.hist)
+        self._ls.reset()
 
     @property
     def frames_processed(self) -> int:

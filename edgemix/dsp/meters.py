@@ -26,10 +26,12 @@ the state (they are slow on x86).  Non-finite samples are read as 0.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from edgemix.dsp._jit import kernel
+from edgemix.dsp.arena import _view1, _view2
 
 #: IEC 60268-18 digital peak meter return: 20 dB in 1.7 s.
 DEFAULT_PEAK_DECAY_DB_PER_S = 20.0 / 1.7
@@ -72,20 +74,77 @@ def hold_frames_for(hold_ms: float, sample_rate_hz: float) -> int:
     return int(round(hold_ms * 1e-3 * sample_rate_hz))
 
 
-def make_peak_state(n_channels: int) -> np.ndarray:
-    return np.zeros((n_channels, N_PEAK_STATE))
+@dataclass
+class PeakState:
+    """A peak meter's state: ``state`` (channels, N_PEAK_STATE) and its two constants."""
+
+    state: np.ndarray
+    decay: float   # per-sample fall factor (:func:`peak_decay_per_sample`)
+    hold: float    # hold, frames
+
+    @classmethod
+    def allocate(cls, n_channels: int, sample_rate_hz: float,
+                 decay_db_per_s: float = None, hold_ms: float = None) -> "PeakState":
+        d = DEFAULT_PEAK_DECAY_DB_PER_S if decay_db_per_s is None else decay_db_per_s
+        h = DEFAULT_PEAK_HOLD_MS if hold_ms is None else hold_ms
+        return cls(state=np.zeros((n_channels, N_PEAK_STATE)),
+                   decay=peak_decay_per_sample(d, sample_rate_hz),
+                   hold=float(hold_frames_for(h, sample_rate_hz)))
+
+    def reset(self) -> None:
+        self.state[:] = 0.0
 
 
-def make_rms_state(n_channels: int) -> np.ndarray:
-    return np.zeros(n_channels)
+@dataclass
+class RmsState:
+    """An RMS meter's state: the mean square per channel and the one-pole coefficient."""
+
+    state: np.ndarray
+    a: float
+
+    @classmethod
+    def allocate(cls, n_channels: int, sample_rate_hz: float,
+                 time_constant_ms: float = None) -> "RmsState":
+        tc = DEFAULT_RMS_TIME_CONSTANT_MS if time_constant_ms is None else time_constant_ms
+        return cls(state=np.zeros(n_channels), a=one_pole_coefficient(tc, sample_rate_hz))
+
+    def reset(self) -> None:
+        self.state[:] = 0.0
 
 
-def make_correlation_state() -> np.ndarray:
-    return np.zeros(N_CORR_STATE)
+@dataclass
+class CorrelationState:
+    """A correlation meter's state (N_CORR_STATE,) and its one-pole coefficient."""
+
+    state: np.ndarray
+    a: float
+
+    @classmethod
+    def allocate(cls, sample_rate_hz: float,
+                 time_constant_ms: float = None) -> "CorrelationState":
+        tc = (DEFAULT_CORRELATION_TIME_CONSTANT_MS if time_constant_ms is None
+              else time_constant_ms)
+        return cls(state=np.zeros(N_CORR_STATE), a=one_pole_coefficient(tc, sample_rate_hz))
+
+    def reset(self) -> None:
+        self.state[:] = 0.0
+
+
+@kernel(inline="always")
+def _peak_views(f64, i64, f32, table, s):
+    """A :class:`PeakState` in an arena, as :func:`_peak_process` takes it: decay, hold,
+    state."""
+    return _view1(f64, table, s, 1)[0], _view1(f64, table, s, 2)[0], _view2(f64, table, s, 0)
+
+
+@kernel(inline="always")
+def _correlation_views(f64, i64, f32, table, s):
+    """A :class:`CorrelationState` in an arena, as :func:`_correlation_process` takes it."""
+    return _view1(f64, table, s, 1)[0], _view1(f64, table, s, 0)
 
 
 @kernel
-def peak_process(x, decay_per_sample, hold_frames, state):
+def _peak_process(x, decay_per_sample, hold_frames, state):
     """Peak meter over ``x`` (channels, frames); ``state`` (channels, N_PEAK_STATE)."""
     for c in range(x.shape[0]):
         level = state[c, PEAK_LEVEL]
@@ -112,7 +171,7 @@ def peak_process(x, decay_per_sample, hold_frames, state):
 
 
 @kernel
-def rms_process(x, a, state):
+def _rms_process(x, a, state):
     """One-pole mean square per channel of ``x`` (channels, frames); ``state`` (channels,)."""
     g = 1.0 - a
     for c in range(x.shape[0]):
@@ -128,7 +187,7 @@ def rms_process(x, a, state):
 
 
 @kernel
-def correlation_process(x, a, state):
+def _correlation_process(x, a, state):
     """Running correlation of channels 0 and 1 of ``x``; returns r, also in state[CORR_R]."""
     g = 1.0 - a
     ll = state[CORR_LL]
@@ -225,15 +284,14 @@ class PeakMeter(_BlockMeter):
         self.n_channels = _check_channels(n_channels)
         self.decay_db_per_s = _check_time("decay_db_per_s", decay_db_per_s, False)
         self.hold_ms = _check_time("hold_ms", hold_ms, True)
-        self._decay = peak_decay_per_sample(self.decay_db_per_s, fs)
-        self._hold = float(hold_frames_for(self.hold_ms, fs))
-        self.state = make_peak_state(self.n_channels)
+        self._st = PeakState.allocate(self.n_channels, fs, self.decay_db_per_s, self.hold_ms)
+        self.state = self._st.state
 
     def process(self, block) -> None:
-        peak_process(self._view(block), self._decay, self._hold, self.state)
+        _peak_process(self._view(block), self._st.decay, self._st.hold, self.state)
 
     def reset(self) -> None:
-        self.state[:] = 0.0
+        self._st.reset()
 
     @property
     def peak_dbfs(self) -> np.ndarray:
@@ -254,14 +312,14 @@ class RmsMeter(_BlockMeter):
         fs = _check_rate(sample_rate_hz)
         self.n_channels = _check_channels(n_channels)
         self.time_constant_ms = _check_time("time_constant_ms", time_constant_ms, False)
-        self._a = one_pole_coefficient(self.time_constant_ms, fs)
-        self.state = make_rms_state(self.n_channels)
+        self._st = RmsState.allocate(self.n_channels, fs, self.time_constant_ms)
+        self.state = self._st.state
 
     def process(self, block) -> None:
-        rms_process(self._view(block), self._a, self.state)
+        _rms_process(self._view(block), self._st.a, self.state)
 
     def reset(self) -> None:
-        self.state[:] = 0.0
+        self._st.reset()
 
     @property
     def rms(self) -> np.ndarray:
@@ -282,14 +340,14 @@ class CorrelationMeter(_BlockMeter):
         fs = _check_rate(sample_rate_hz)
         self.n_channels = _check_channels(n_channels, minimum=2)
         self.time_constant_ms = _check_time("time_constant_ms", time_constant_ms, False)
-        self._a = one_pole_coefficient(self.time_constant_ms, fs)
-        self.state = make_correlation_state()
+        self._st = CorrelationState.allocate(fs, self.time_constant_ms)
+        self.state = self._st.state
 
     def process(self, block) -> None:
-        correlation_process(self._view(block), self._a, self.state)
+        _correlation_process(self._view(block), self._st.a, self.state)
 
     def reset(self) -> None:
-        self.state[:] = 0.0
+        self._st.reset()
 
     @property
     def correlation(self) -> float:

@@ -58,8 +58,9 @@ import numpy as np
 
 from edgemix import params as P
 from edgemix.dsp._jit import kernel
-from edgemix.dsp.biquad import BUTTERWORTH2_Q, HIGHPASS, rbj_coefficients
-from edgemix.dsp.dynamics import gain_of_db
+from edgemix.dsp.arena import _view1, _view2, _view3
+from edgemix.dsp.biquad import BUTTERWORTH2_Q, HIGHPASS, _rbj_coefficients
+from edgemix.dsp.dynamics import _gain_of_db
 from edgemix.params import MS
 
 N_LINES = 16
@@ -247,8 +248,17 @@ class ReverbState:
                 self.ap_delays, self.ap_gains, self.mix, self.ctl)
 
 
+@kernel(inline="always")
+def _reverb_views(f64, i64, f32, table, s):
+    """A :class:`ReverbState` in an arena, as :func:`_reverb_block` takes it."""
+    return (_view2(f64, table, s, 0), _view2(f64, table, s, 1), _view3(f64, table, s, 2),
+            _view1(f64, table, s, 3), _view1(f64, table, s, 4), _view2(f64, table, s, 5),
+            _view1(i64, table, s, 6), _view1(i64, table, s, 7), _view1(f64, table, s, 8),
+            _view2(f64, table, s, 9), _view1(f64, table, s, 10))
+
+
 @kernel
-def absorption_coefficients(delays, decay_s, damping_hz, fs_hz, coef, row):
+def _absorption_coefficients(delays, decay_s, damping_hz, fs_hz, coef, row):
     """Jot's per-line absorption filters for a wanted RT60 (see the module docstring).
 
     Writes ``coef[row, i] = b_i = g_i (1 - p_i)`` and ``coef[row + 1, i] = p_i``.
@@ -286,7 +296,7 @@ def _tick(master, ctl, coef, delays):
     damp_t = master[MS.reverb_damping_hz]
     lowcut_t = master[MS.reverb_lowcut_hz]
     ctl[C_PRE_T] = max(master[MS.reverb_predelay_ms] * fs / 1000.0 - ctl[C_DMIN], 0.0)
-    ctl[C_RET_T] = gain_of_db(master[MS.reverb_return_db])
+    ctl[C_RET_T] = _gain_of_db(master[MS.reverb_return_db])
     n_lines = coef.shape[1]
     # the ramps of the last interval end here, exactly on their targets
     for i in range(n_lines):
@@ -306,8 +316,8 @@ def _tick(master, ctl, coef, delays):
         ctl[C_PRE] = ctl[C_PRE_T]
         ctl[C_RET] = ctl[C_RET_T]
         ctl[C_PRIMED] = 1.0
-        absorption_coefficients(delays, decay_t, damp_t, fs, coef, K_B_TGT)
-        rbj_coefficients(HIGHPASS, lowcut_t, 0.0, BUTTERWORTH2_Q, fs, ctl, C_HP_TGT)
+        _absorption_coefficients(delays, decay_t, damp_t, fs, coef, K_B_TGT)
+        _rbj_coefficients(HIGHPASS, lowcut_t, 0.0, BUTTERWORTH2_Q, fs, ctl, C_HP_TGT)
         for i in range(n_lines):
             coef[K_B, i] = coef[K_B_TGT, i]
             coef[K_P, i] = coef[K_P_TGT, i]
@@ -319,14 +329,14 @@ def _tick(master, ctl, coef, delays):
     if ctl[C_DECAY] != decay_t or ctl[C_DAMP] != damp_t:
         ctl[C_DECAY] = _glide_log(ctl[C_DECAY], decay_t, a)
         ctl[C_DAMP] = _glide_log(ctl[C_DAMP], damp_t, a)
-        absorption_coefficients(delays, ctl[C_DECAY], ctl[C_DAMP], fs, coef, K_B_TGT)
+        _absorption_coefficients(delays, ctl[C_DECAY], ctl[C_DAMP], fs, coef, K_B_TGT)
         for i in range(n_lines):
             coef[K_B_INC, i] = (coef[K_B_TGT, i] - coef[K_B, i]) * step
             coef[K_P_INC, i] = (coef[K_P_TGT, i] - coef[K_P, i]) * step
         ctl[C_RAMP_LINES] = 1.0
     if ctl[C_LOWCUT] != lowcut_t:
         ctl[C_LOWCUT] = _glide_log(ctl[C_LOWCUT], lowcut_t, a)
-        rbj_coefficients(HIGHPASS, ctl[C_LOWCUT], 0.0, BUTTERWORTH2_Q, fs, ctl, C_HP_TGT)
+        _rbj_coefficients(HIGHPASS, ctl[C_LOWCUT], 0.0, BUTTERWORTH2_Q, fs, ctl, C_HP_TGT)
         for j in range(5):
             ctl[C_HP_INC + j] = (ctl[C_HP_TGT + j] - ctl[C_HP + j]) * step
         ctl[C_RAMP_HP] = 1.0

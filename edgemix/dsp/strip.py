@@ -38,11 +38,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgemix.dsp._jit import kernel
+from edgemix.dsp.arena import _view1, _view2, _view3
 from edgemix.dsp.biquad import (BUTTERWORTH2_Q, BUTTERWORTH4_Q, HIGHPASS, HIGHSHELF, LOWSHELF,
-                                PEAK, rbj_coefficients, set_identity)
-from edgemix.dsp.dynamics import (GATE_ENVELOPE_RELEASE_MS, compressor_step, db_to_gain,
-                                  gain_of_db, gate_step, half_inverse_knee, knee_start_sq,
-                                  time_constant_alpha)
+                                PEAK, _rbj_coefficients, _set_identity)
+from edgemix.dsp.dynamics import (GATE_ENVELOPE_RELEASE_MS, _compressor_step, _fast_db_to_gain,
+                                  _gain_of_db, _gate_step, _half_inverse_knee, _knee_start_sq,
+                                  _time_constant_alpha)
 from edgemix.dsp.meters import DEFAULT_PEAK_DECAY_DB_PER_S, DEFAULT_RMS_TIME_CONSTANT_MS
 from edgemix.params import CH, CHANNEL_PARAMS, MAX_AUX, N_CH
 
@@ -108,7 +109,7 @@ def _column_tables(fs_hz: float):
     """Per-column tables that tell the tick how to treat each parameter (from the schema)."""
     cls = np.full(N_CH, CLASS_OTHER, np.int64)
     band = np.full(N_CH, -1, np.int64)
-    logscale = np.zeros(N_CH, np.bool_)
+    logscale = np.zeros(N_CH, np.int64)  # 0/1 (int64: every table in one arena buffer)
     alpha = np.ones(N_CH)
     for j, spec in enumerate(CHANNEL_PARAMS):
         if spec.name in _FILTER_BAND:
@@ -192,6 +193,16 @@ class StripState:
     def targets_changed(self) -> None:
         """Tell the next tick of every channel to scan its parameter columns."""
         self.k[K_MOVING] = 1.0
+
+
+@kernel(inline="always")
+def _strip_views(f64, i64, f32, table, s):
+    """A :class:`StripState` in an arena, in its field order (the strip kernels' order)."""
+    return (_view2(f64, table, s, 0), _view2(f64, table, s, 1), _view2(f64, table, s, 2),
+            _view2(f64, table, s, 3), _view3(f64, table, s, 4), _view3(f64, table, s, 5),
+            _view2(f64, table, s, 6), _view2(f64, table, s, 7), _view1(i64, table, s, 8),
+            _view1(i64, table, s, 9), _view1(i64, table, s, 10), _view1(f64, table, s, 11),
+            _view1(f64, table, s, 12), _view1(f64, table, s, 13))
 
 @kernel(inline="always")
 def _tick(c, p, st_cur, gain, gain_t, coef, z, dyn, k, col_class, col_band, col_log, col_alpha,
@@ -296,18 +307,18 @@ def _tick_columns(c, p, st_cur, gain, gain_t, coef, k, col_class, col_band, col_
     cur = st_cur[c]
     if dirty_bands & 1:
         if cur[CH.hpf_slope_db_oct] > 18.0:
-            rbj_coefficients(HIGHPASS, cur[CH.hpf_hz], 0.0, BUTTERWORTH4_Q[0], fs_hz,
+            _rbj_coefficients(HIGHPASS, cur[CH.hpf_hz], 0.0, BUTTERWORTH4_Q[0], fs_hz,
                              coef[0, :, c], 0)
-            rbj_coefficients(HIGHPASS, cur[CH.hpf_hz], 0.0, BUTTERWORTH4_Q[1], fs_hz,
+            _rbj_coefficients(HIGHPASS, cur[CH.hpf_hz], 0.0, BUTTERWORTH4_Q[1], fs_hz,
                              coef[1, :, c], 0)
         else:
-            rbj_coefficients(HIGHPASS, cur[CH.hpf_hz], 0.0, BUTTERWORTH2_Q, fs_hz,
+            _rbj_coefficients(HIGHPASS, cur[CH.hpf_hz], 0.0, BUTTERWORTH2_Q, fs_hz,
                              coef[0, :, c], 0)
-            set_identity(coef[1, :, c], 0)
+            _set_identity(coef[1, :, c], 0)
     for b in range(4):
         if dirty_bands & (2 << b):
             base = CH.eq1_hz + 3 * b
-            rbj_coefficients(EQ_KINDS[b], cur[base], cur[base + 1], cur[base + 2], fs_hz,
+            _rbj_coefficients(EQ_KINDS[b], cur[base], cur[base + 1], cur[base + 2], fs_hz,
                              coef[2 + b, :, c], 0)
 
     if dirty_gain:
@@ -319,13 +330,13 @@ def _tick_columns(c, p, st_cur, gain, gain_t, coef, k, col_class, col_band, col_
         g[M_COMP] = cur[CH.comp_on]
         g[G_MAKEUP] = 10.0 ** (cur[CH.comp_makeup_db] / 20.0)
         mute = 1.0 - cur[CH.mute_on]
-        fader = gain_of_db(cur[CH.fader_db])
+        fader = _gain_of_db(cur[CH.fader_db])
         # constant-power pan, -3 dB at centre: theta in [0, pi/2], L = cos, R = sin
         theta = (cur[CH.pan] + 1.0) * (math.pi / 4.0)
         g[G_L] = fader * mute * math.cos(theta)
         g[G_R] = fader * mute * math.sin(theta)
         for a in range(n_aux):
-            send = gain_of_db(cur[AUX_SEND_COLS[a]])
+            send = _gain_of_db(cur[AUX_SEND_COLS[a]])
             if cur[AUX_PRE_COLS[a]] > 0.5:
                 g[G_AUX + a] = send * mute
             else:
@@ -335,29 +346,29 @@ def _tick_columns(c, p, st_cur, gain, gain_t, coef, k, col_class, col_band, col_
                 gain[i, c] = g[i]
 
     if dirty_dyn:
-        k[K_A_ATT, c] = time_constant_alpha(cur[CH.comp_attack_ms], fs_hz)
-        k[K_A_REL, c] = time_constant_alpha(cur[CH.comp_release_ms], fs_hz)
-        k[K_A_RMS, c] = time_constant_alpha(cur[CH.comp_rms_ms], fs_hz)
-        k[K_KNEE_LO_SQ, c] = knee_start_sq(cur[CH.comp_threshold_db], cur[CH.comp_ratio],
+        k[K_A_ATT, c] = _time_constant_alpha(cur[CH.comp_attack_ms], fs_hz)
+        k[K_A_REL, c] = _time_constant_alpha(cur[CH.comp_release_ms], fs_hz)
+        k[K_A_RMS, c] = _time_constant_alpha(cur[CH.comp_rms_ms], fs_hz)
+        k[K_KNEE_LO_SQ, c] = _knee_start_sq(cur[CH.comp_threshold_db], cur[CH.comp_ratio],
                                            cur[CH.comp_knee_db])
         k[K_THR, c] = cur[CH.comp_threshold_db]
         k[K_SLOPE, c] = 1.0 / cur[CH.comp_ratio] - 1.0
         k[K_KNEE, c] = cur[CH.comp_knee_db]
-        k[K_HALF_INV_KNEE, c] = half_inverse_knee(cur[CH.comp_knee_db])
+        k[K_HALF_INV_KNEE, c] = _half_inverse_knee(cur[CH.comp_knee_db])
         k[K_RMS_MODE, c] = 1.0 if cur[CH.comp_detector_rms] > 0.5 else 0.0
         k[K_OPEN_LIN, c] = 10.0 ** (cur[CH.gate_threshold_db] / 20.0)
         k[K_CLOSE_LIN, c] = 10.0 ** ((cur[CH.gate_threshold_db] - cur[CH.gate_hysteresis_db]) / 20.0)
         k[K_HOLD, c] = math.floor(cur[CH.gate_hold_ms] * 1e-3 * fs_hz + 0.5)
-        k[K_A_OPEN, c] = time_constant_alpha(cur[CH.gate_attack_ms], fs_hz)
-        k[K_A_CLOSE, c] = time_constant_alpha(cur[CH.gate_release_ms], fs_hz)
-        k[K_A_ENV, c] = time_constant_alpha(GATE_ENVELOPE_RELEASE_MS, fs_hz)
+        k[K_A_OPEN, c] = _time_constant_alpha(cur[CH.gate_attack_ms], fs_hz)
+        k[K_A_CLOSE, c] = _time_constant_alpha(cur[CH.gate_release_ms], fs_hz)
+        k[K_A_ENV, c] = _time_constant_alpha(GATE_ENVELOPE_RELEASE_MS, fs_hz)
         k[K_G_THR, c] = cur[CH.gate_threshold_db]
         k[K_G_RATIO, c] = cur[CH.gate_ratio]
         k[K_G_RANGE, c] = cur[CH.gate_range_db]
 
 
 @kernel
-def guard_input(x_fc, work, count):
+def _guard_input(x_fc, work, count):
     """Copy ``(frames, channels)`` input into the float64 work buffer, replacing bad samples.
 
     NaN, +/-Inf and magnitudes beyond ``GUARD_LIMIT`` become 0 and are counted in
@@ -375,13 +386,13 @@ def guard_input(x_fc, work, count):
 
 
 @kernel
-def strips_pre_fader(work, n_frames, clock, p, cur, gain, gain_t, gain_prev, coef, z, dyn, k,
+def _strips_pre_fader(work, n_frames, clock, p, cur, gain, gain_t, gain_prev, coef, z, dyn, k,
                      col_class, col_band, col_log, col_alpha, gain_alpha, meter_k, fs_hz, n_aux):
     """Trim, polarity, HPF, EQ, gate and compressor of every channel, in place on ``work``.
 
     ``work`` is ``(>= n_frames, channels)`` float64; ``clock`` is the absolute index of its
     first frame.  Also updates the per-channel meter states, and keeps the gain targets in
-    force before this block's first tick in ``gain_prev`` for ``strips_post_fader``.
+    force before this block's first tick in ``gain_prev`` for ``_strips_post_fader``.
     """
     n_ch = work.shape[1]
     for i in range(gain_t.shape[0]):
@@ -499,12 +510,12 @@ def _gate_pass(w, i0, i1, m, mt, a, dyn, k):
         for c in range(w.shape[1]):
             s = w[n, c]
             mg = _glide(m, mt, a, c)
-            env, is_open, hold_left, yg = gate_step(
+            env, is_open, hold_left, yg = _gate_step(
                 s, dyn[D_ENV, c], dyn[D_OPEN, c], dyn[D_HOLD, c], dyn[D_YG, c], k[K_A_ENV, c],
                 k[K_OPEN_LIN, c], k[K_CLOSE_LIN, c], k[K_HOLD, c], k[K_G_THR, c],
                 k[K_G_RATIO, c], k[K_G_RANGE, c], k[K_A_OPEN, c], k[K_A_CLOSE, c])
             dyn[D_ENV, c], dyn[D_OPEN, c], dyn[D_HOLD, c], dyn[D_YG, c] = env, is_open, hold_left, yg
-            w[n, c] = s * (1.0 + mg * (db_to_gain(yg) - 1.0))
+            w[n, c] = s * (1.0 + mg * (_fast_db_to_gain(yg) - 1.0))
 
 
 @kernel
@@ -519,21 +530,21 @@ def _comp_pass(w, i0, i1, m, mt, a, mk, mkt, a_mk, dyn, k):
             s = w[n, c]
             mc = _glide(m, mt, a, c)
             g_mk = _glide(mk, mkt, a_mk, c)
-            y, q = compressor_step(s, yl[c], ms[c], rms[c] > 0.5, a_rms[c], klo[c], thr[c],
+            y, q = _compressor_step(s, yl[c], ms[c], rms[c] > 0.5, a_rms[c], klo[c], thr[c],
                                    slope[c], knee[c], hik[c], a_att[c], a_rel[c])
             yl[c] = y
             ms[c] = q
-            w[n, c] = s * (1.0 + mc * (g_mk * db_to_gain(-y) - 1.0))
+            w[n, c] = s * (1.0 + mc * (g_mk * _fast_db_to_gain(-y) - 1.0))
 
 
 @kernel
-def strips_post_fader(work, n_frames, clock, gain, gain_t, gain_prev, gain_alpha, bus, aux,
+def _strips_post_fader(work, n_frames, clock, gain, gain_t, gain_prev, gain_alpha, bus, aux,
                       n_aux, direct):
     """Fader, mute, pan and sends: accumulate every channel into the stereo bus and auxes.
 
     ``bus`` is ``(2, >= n_frames)`` and ``aux`` ``(n_aux, >= n_frames)``, both float32 and
     zeroed by the caller.  Gains glide per sample toward their targets; a target set at this
-    block's first tick takes effect from that tick, exactly as in ``strips_pre_fader``, so
+    block's first tick takes effect from that tick, exactly as in ``_strips_pre_fader``, so
     the block size never changes the output.  Channels are summed in index order (a fixed
     order whatever the block size).  ``direct`` is ``(>= n_frames, channels, 2)`` float32 to
     receive each channel's post-fader, post-pan signal (its direct out), or has 0 frames.

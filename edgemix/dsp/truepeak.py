@@ -28,8 +28,8 @@ Each estimate also takes ``|x|`` at the sample that opens its interval (``raw_ta
 the true peak can never be below the sample peak, and the annex's phases, sitting at
 odd eighths, would otherwise read a fs/4 tone whose peaks fall on samples 0.17 dB low.
 
-The per-sample helpers are for other kernels: :func:`truepeak_push` (write a sample,
-return its estimate), or :func:`truepeak_write` and :func:`truepeak_estimate` apart -- the
+The per-sample helpers are for other kernels: :func:`_truepeak_push` (write a sample,
+return its estimate), or :func:`_truepeak_write` and :func:`_truepeak_estimate` apart -- the
 master limiter reads one history with two interpolators that way.  :func:`_truepeak_run`
 meters whole blocks.  State per channel is one row
 of a float64 array: write position, the largest estimate so far, and the FIR history kept
@@ -38,10 +38,12 @@ twice over (``hist[pos + k] == x[n - k]`` for ``k < taps`` without a modulo in t
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from edgemix.dsp._jit import kernel
+from edgemix.dsp.arena import _view1, _view2
 from edgemix.dsp.meters import lin_to_db
 
 #: ITU-R BS.1770-4 Annex 2, the order-48, 4-phase interpolating FIR, one row per phase
@@ -124,13 +126,39 @@ def interpolator_for_rate(sample_rate_hz: float) -> tuple[np.ndarray, int]:
             DESIGN_TAPS // 2)
 
 
-def make_state(n_channels: int, taps: int) -> np.ndarray:
-    """A zeroed ``(n_channels, TP_HIST + 2 taps)`` float64 state for :func:`truepeak_push`."""
+def history(n_channels: int, taps: int) -> np.ndarray:
+    """A zeroed ``(n_channels, TP_HIST + 2 taps)`` float64 history for :func:`_truepeak_push`
+    (the layout; the true-peak meter's state type is :class:`TruePeakState`)."""
     return np.zeros((n_channels, TP_HIST + 2 * taps))
 
 
+@dataclass
+class TruePeakState:
+    """A true-peak meter's state: per-channel history and maxima (:func:`history`), the
+    rate's interpolator (:func:`interpolator_for_rate`) and its delay in frames."""
+
+    state: np.ndarray
+    coef: np.ndarray
+    raw: int
+
+    @classmethod
+    def allocate(cls, n_channels: int, sample_rate_hz: float) -> "TruePeakState":
+        coef, raw = interpolator_for_rate(sample_rate_hz)
+        return cls(state=history(n_channels, coef.shape[0]), coef=coef, raw=raw)
+
+    def reset(self) -> None:
+        """Forget the history and the maxima."""
+        self.state[:] = 0.0
+
+
+@kernel(inline="always")
+def _truepeak_views(f64, i64, f32, table, s):
+    """A :class:`TruePeakState` in an arena, as :func:`_truepeak_run` takes it."""
+    return _view2(f64, table, s, 0), _view2(f64, table, s, 1), _view1(i64, table, s, 2)[0]
+
+
 @kernel
-def truepeak_write(st, c, x, taps):
+def _truepeak_write(st, c, x, taps):
     """Push sample ``x`` into channel ``c``'s history (a ring of ``taps`` samples, kept
     twice over so ``st[c, TP_HIST + pos + k] == x[n - k]`` for every ``k < taps``)."""
     pos = int(st[c, TP_POS]) - 1
@@ -142,7 +170,7 @@ def truepeak_write(st, c, x, taps):
 
 
 @kernel
-def truepeak_estimate(st, c, coef, raw_tap, offset):
+def _truepeak_estimate(st, c, coef, raw_tap, offset):
     """True-peak estimate from channel ``c``'s history, ``offset`` frames back.
 
     ``coef`` is ``(taps, phases)`` (see :func:`kernel_layout`).  Returns
@@ -193,15 +221,15 @@ def truepeak_estimate(st, c, coef, raw_tap, offset):
 
 
 @kernel
-def truepeak_push(st, c, x, coef, raw_tap):
+def _truepeak_push(st, c, x, coef, raw_tap):
     """Push sample ``x`` into channel ``c``'s history; return its true-peak estimate.
 
     The per-sample helper for other kernels: the history ring is ``coef.shape[0]`` long
     and the estimate covers the interval ``raw_tap`` frames back (see
-    :func:`truepeak_estimate`).  Does not touch ``TP_MAX``.
+    :func:`_truepeak_estimate`).  Does not touch ``TP_MAX``.
     """
-    truepeak_write(st, c, x, coef.shape[0])
-    return truepeak_estimate(st, c, coef, raw_tap, 0)
+    _truepeak_write(st, c, x, coef.shape[0])
+    return _truepeak_estimate(st, c, coef, raw_tap, 0)
 
 
 @kernel
@@ -218,7 +246,7 @@ def _truepeak_run(x, n_frames, st, coef, raw_tap):
             v = np.float64(x[c, n])
             if not (abs(v) < math.inf):
                 v = 0.0
-            e = truepeak_push(st, c, v, coef, raw_tap)
+            e = _truepeak_push(st, c, v, coef, raw_tap)
             if e > m:
                 m = e
         st[c, TP_MAX] = m
@@ -250,8 +278,8 @@ class TruePeakMeter:
         self.sample_rate_hz = fs
         self.n_channels = int(n_channels)
         self.oversampling = oversampling_for_rate(fs)
-        self._coef, self._raw_tap = interpolator_for_rate(fs)
-        self._state = make_state(self.n_channels, self._coef.shape[0])
+        self._st = TruePeakState.allocate(self.n_channels, fs)
+        self._coef, self._raw_tap, self._state = self._st.coef, self._st.raw, self._st.state
         self._work = np.zeros((self.n_channels, self.CHUNK), np.float32)
 
     @property
@@ -277,7 +305,7 @@ class TruePeakMeter:
 
     def reset(self) -> None:
         """Forget the history and the maxima."""
-        self._state[:] = 0.0
+        self._st.reset()
 
     @property
     def true_peak_dbtp(self) -> np.ndarray:

@@ -13,7 +13,7 @@ Speed (``benchmarks/bench_infer.py``, 32 channels: 50 us -> 20 us): present chan
 first packed into consecutive scratch rows, so every per-channel layer is one small GEMM
 over those rows with no mask test and no per-channel call; the GEMM is register-blocked
 (:func:`_dense`); the two heads run as one GEMM whose width is a whole number of vectors
-(:func:`head_width`).  A tile of scalar accumulators (4 channels x 8 outputs) was tried
+(:func:`_head_width`).  A tile of scalar accumulators (4 channels x 8 outputs) was tried
 and is 2.5x slower: Numba's index arithmetic keeps LLVM from packing the scalars into
 vectors, and 32 live scalars spill.  Every output is still ``bias + x[0] W[0] + x[1] W[1]
 + ...`` in input order with one FMA per term, as before: the order is fixed by the source,
@@ -43,7 +43,7 @@ _N_PLANES = 6
 
 
 @kernel(inline="always")
-def head_width(p, r):
+def _head_width(p, r):
     """Columns of the fused head: P + R rounded up to whole 8-float vectors, so its GEMM
     runs with no scalar remainder (two narrow heads of 16 and 11 measured 2x slower)."""
     return -(-(p + r) // 8) * 8
@@ -53,11 +53,11 @@ def pack_weights(weights: dict) -> tuple[np.ndarray, np.ndarray]:
     """(flat float32 weights, int64 sizes in SIZE_ORDER).
 
     The flat array holds the weights in WEIGHT_NAMES order, then the fused head derived
-    from them: ``[param_w | role_w | 0]`` ``(D, head_width)`` and ``[param_b | role_b | 0]``.
+    from them: ``[param_w | role_w | 0]`` ``(D, _head_width)`` and ``[param_b | role_b | 0]``.
     """
     s = sizes_of(weights)
     d, p, r = s["D"], s["P"], s["R"]
-    hw = head_width(p, r)
+    hw = _head_width(p, r)
     head_w = np.zeros((d, hw), dtype=np.float32)
     head_w[:, :p] = weights["param_w"]
     head_w[:, p:p + r] = weights["role_w"]
@@ -82,7 +82,7 @@ def scratch_shape(sizes: np.ndarray, n_channels: int = MAX_CHANNELS) -> tuple[in
     pool plane (4 rows: mean, max, ctx, ctx_row)."""
     f, h1, h2, k, d, p, r = (int(v) for v in sizes)
     rows = max(-(-n_channels // TILE_CHANNELS) * TILE_CHANNELS, 4)
-    return _N_PLANES, rows, max(f, h1, h2, k, d, head_width(p, r))
+    return _N_PLANES, rows, max(f, h1, h2, k, d, _head_width(p, r))
 
 
 @kernel
@@ -188,7 +188,7 @@ def _student_forward(features, mask, flat_weights, sizes, skip_rows, scratch, pa
     o_skw = o_br + r
     o_skb = o_skw + f * p
     o_span = o_skb + p
-    hw = head_width(p, r)
+    hw = _head_width(p, r)
     o_hw = o_span + p
     o_hb = o_hw + d * hw
     w = flat_weights

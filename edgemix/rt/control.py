@@ -37,6 +37,7 @@ import time
 
 import numpy as np
 
+from edgemix import params as P
 from edgemix.automix.policy import Automation, as_proposal
 from edgemix.rt import rtsched
 from edgemix.rt.ring import FrameRing
@@ -48,6 +49,11 @@ log = logging.getLogger("edgemix.rt")
 RING_HOPS = 4
 #: The live control thread looks at the ring this many times per hop.
 POLLS_PER_HOP = 4
+#: A trim the policy wants more than this far below where it is comes down at once, not at
+#: the slew's 1 dB per hop: a mic that carried only bleed (trimmed up to stage it) and now
+#: plays its own source would otherwise come in up to 40 dB too loud for seconds.  A
+#: safety move, as a limiter's: nothing the person set is touched.
+TRIM_SNAP_DOWN_DB = 6.0
 
 
 def ring_capacity(hop_frames: int, block_size: int, ring_hops: int = RING_HOPS) -> int:
@@ -70,7 +76,15 @@ def build_control_loop(console, policy, features=None, *, base_params=None, auto
 
 def recognised_roles(policy):
     """(role, probability) per channel from a policy that recognises roles (the model
-    policy's ``roles`` and ``role_probabilities`` after ``propose``), else None."""
+    policy's :meth:`~edgemix.automix.model_policy.ModelPolicy.recognition` after
+    ``propose``: the held role, not a single hop's guess), else None."""
+    recognition = getattr(policy, "recognition", None)
+    if callable(recognition):
+        recs = recognition()
+        if not recs:
+            return None
+        return [(r["recognised_role"], r["role_probability"]) if r["recognised_role"]
+                else None for r in recs]
     roles = getattr(policy, "roles", None)
     probs = getattr(policy, "role_probabilities", None)
     if not roles or probs is None or len(probs) != len(roles):
@@ -132,6 +146,11 @@ class ControlLoop:
         self.last_error: str | None = None
         self.last_good: np.ndarray | None = None
         self.last_explanations: list[dict[str, str]] | None = None
+        #: the master parameters' sentences of the last hop (the loudness target's move)
+        self.last_master_explanations: dict[str, str] = {}
+        #: per channel, the policy's recognised role and probability beside the role in
+        #: use (``policy.recognition()``), None for a policy that does not recognise roles
+        self.last_recognition: list[dict] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.rt_status = "not requested"
@@ -205,30 +224,73 @@ class ControlLoop:
             snap = self.features.snapshot() if self.features is not None \
                 else meter_snapshot(self.console)
             proposal = as_proposal(self.policy.propose(snap), n)
+            self._snap_trims_down(proposal)
+            self._propose_master(snap, proposal)
             if self.desk is not None:
                 params = self.desk.propose(proposal, recognised=recognised_roles(self.policy))
+                self.master = np.array(self.desk.master, dtype=np.float64)
             else:
                 params = self.automation.step(proposal)
+                have = np.isfinite(proposal.master)
+                self.master[have] = proposal.master[have]
                 self.console.stage(params, self.master)
         except Exception as e:  # keep the last good parameters: nothing was staged
             self._failed(e)
             return False
         self.last_good = params
         self.last_explanations = self._explanations(proposal)
+        self.last_master_explanations = dict(proposal.master_explanations)
+        recognition = getattr(self.policy, "recognition", None)
+        self.last_recognition = recognition() if callable(recognition) else None
         self.updates += 1
         return True
 
+    def _snap_trims_down(self, proposal) -> None:
+        """Trims proposed ``TRIM_SNAP_DOWN_DB`` or more below their target start there
+        (target and smoothing reset), where the automation is full and the person has not
+        set the trim; the hop's step then holds them."""
+        a = self.automation
+        j = P.CH.trim_db
+        want = proposal.values[:, j]
+        snap = (np.isfinite(want) & (want < a.targets[:, j] - TRIM_SNAP_DOWN_DB)
+                & ~a.locked[:, j] & (a.level[:, j] >= 1.0))
+        if snap.any():
+            a.targets[snap, j] = want[snap]
+            a._smooth[snap, j] = np.nan  # noqa: SLF001 (restart the smoothing at the proposal)
+
+    def _propose_master(self, snap, proposal) -> None:
+        """The policy's master target (``policy.master_target``, a
+        :class:`~edgemix.automix.master.MasterLoudness`: the master fader toward the
+        session's loudness target) from this snapshot and the channel targets now on the
+        console."""
+        target = getattr(self.policy, "master_target", None)
+        if target is None or self.features is None:
+            return
+        got = target.propose(snap, self.automation.targets,
+                             float(self.master[P.MS.master_fader_db]))
+        if got is not None:
+            proposal.set_master("master_fader_db", got[0], got[1])
+
     def _explanations(self, proposal) -> list[dict[str, str]]:
         """The proposal's sentences for the parameters automation may move (level above 0,
-        not locked): a manual setting is not explained by the policy."""
-        from edgemix import params as P
+        not locked): a manual setting is not explained by the policy.  Where the level is
+        below full auto the sentence says so and what the blend with the person's setting
+        gives (:func:`edgemix.automix.explain.with_automation`); gain sharing always says
+        its level (it is offered, and the level is the person's say in it)."""
+        from edgemix.automix.explain import with_automation
         a = self.automation
         out = []
         for c, why in enumerate(proposal.explanations):
-            out.append({name: text for name, text in why.items()
-                        if name in P.CHANNEL_SPECS
-                        and a.level[c, getattr(P.CH, name)] > 0.0
-                        and not a.locked[c, getattr(P.CH, name)]})
+            row = {}
+            for name, text in why.items():
+                if name not in P.CHANNEL_SPECS:
+                    continue
+                j = getattr(P.CH, name)
+                if a.level[c, j] <= 0.0 or a.locked[c, j]:
+                    continue
+                row[name] = with_automation(text, name, a.level[c, j], a.manual[c, j],
+                                            a.targets[c, j])
+            out.append(row)
         return out
 
     def _failed(self, e: Exception) -> None:

@@ -92,13 +92,17 @@ def _mailbox_take(seq, cp, mp_, dst_cp, dst_mp, seen):
     return True
 
 
-def control_recipe(session, kind: str | None = None) -> dict:
+def control_recipe(session, kind: str | None = None, surface: dict | None = None) -> dict:
     """What the control process needs to rebuild the session's policy and features: plain
-    picklable values (the session object holds read-only mappings, which do not pickle)."""
+    picklable values (the session object holds read-only mappings, which do not pickle).
+    ``surface``: :func:`edgemix.rt.surface.surface_recipe`, to run the desk and its
+    servers there."""
     return {"kind": kind or session.model.policy, "where": str(getattr(session, "path", "")),
             "roles": [c.role for c in session.channels],
             "model_path": session.model.path, "model_backend": session.model.backend,
-            "hop_ms": session.model.hop_ms}
+            "hop_ms": session.model.hop_ms, "surface": surface,
+            "loudness_target_lufs": session.loudness_target_lufs,
+            "master": sorted(session.master)}
 
 
 def _policy_from(recipe):
@@ -107,7 +111,9 @@ def _policy_from(recipe):
         path=recipe["where"],
         channels=[pytypes.SimpleNamespace(role=r) for r in recipe["roles"]],
         model=pytypes.SimpleNamespace(path=recipe["model_path"],
-                                      backend=recipe["model_backend"]))
+                                      backend=recipe["model_backend"]),
+        loudness_target_lufs=recipe["loudness_target_lufs"],
+        master={name: None for name in recipe["master"]})
     return make_policy(recipe["kind"], stand_in)
 
 
@@ -160,8 +166,13 @@ def _control_main(shm_name, spec, recipe, conn, stop):
     to stop, then report."""
     from multiprocessing import resource_tracker, shared_memory
     shm = shared_memory.SharedMemory(name=shm_name)
-    # the audio process owns (and unlinks) the block; this process must not
-    resource_tracker.unregister(shm._name, "shared_memory")  # noqa: SLF001 (CPython 3.11)
+    # The audio process owns (and unlinks) the block.  A spawned child shares its parent's
+    # resource tracker, where attaching (CPython 3.11 registers it as if created) is a
+    # no-op; unregistering here would drop the parent's entry (its unlink then prints a
+    # KeyError traceback).  Only a process with a tracker of its own must unregister.
+    if mp.parent_process() is None:
+        resource_tracker.unregister(shm._name, "shared_memory")  # noqa: SLF001
+    surface = None
     try:
         a = _Layout(spec["n_channels"], spec["ring_frames"]).arrays(shm.buf)
         try:
@@ -183,18 +194,43 @@ def _control_main(shm_name, spec, recipe, conn, stop):
             if policy is not None:
                 policy.propose(features.snapshot())
             loop.automation.reset()
+            if recipe.get("surface"):
+                surface = _start_surface(recipe["surface"], loop, spec, a)
         except Exception as e:
-            conn.send({"error": f"{e.__class__.__name__}: {e}"})
+            msg = str(e) if e.__class__.__name__ in ("SurfaceError", "DeskError") \
+                else f"{e.__class__.__name__}: {e}"
+            conn.send({"error": msg})
             return
-        conn.send({"ready": True})
-        _run(loop, a["stats"], stop)
+        conn.send({"ready": True, "surface": surface.addresses if surface else []})
+        try:
+            _run(loop, a["stats"], stop)
+        finally:
+            if surface is not None:
+                surface.stop()
+                if surface.scenes is not None:
+                    surface.scenes.cancel()
         conn.send({"last_error": loop.last_error, "last_good": loop.last_good,
                    "last_explanations": loop.last_explanations,
+                   "last_master_explanations": loop.last_master_explanations,
+                   "last_recognition": loop.last_recognition,
                    "ring_dropped_frames": loop.ring.dropped_frames,
                    "ring_dropped_blocks": loop.ring.dropped_blocks})
     finally:
         del a
         shm.close()
+
+
+def _start_surface(recipe, loop, spec, a):
+    """The desk and the control surface (OSC, web) on this process's control loop; the
+    desk stages straight into the mailbox (its values are already checked and clipped)."""
+    from edgemix.rt.meter_shm import MeterReader
+    from edgemix.rt.surface import start_control_surface
+    meters = MeterReader(spec["meter_shm"], spec["n_channels"]) if spec.get("meter_shm") \
+        else None
+
+    def stage(cp, mp_):
+        _mailbox_put(a["seq"], a["cp"], a["mp"], cp, mp_)
+    return start_control_surface(recipe, loop, stage, meters)
 
 
 def _run(loop, stats, stop):
@@ -255,8 +291,14 @@ class ControlProcess:
         self.final: dict = {}
         self.last_good = None
         self.last_explanations = None
+        self.last_master_explanations: dict = {}
+        self.last_recognition = None
         self.rt_status = "not requested"
         self.applied = 0  # target pairs the audio thread took from the mailbox
+        #: the control surface's addresses once the process runs; ``announce(addresses)``
+        #: is called with them at start (the CLI prints them)
+        self.surface_addresses: list[str] = []
+        self.announce = None
         self._counts = (0, 0, 0)
 
     # ---- audio thread -------------------------------------------------------------------
@@ -296,7 +338,13 @@ class ControlProcess:
         msg = parent.recv()
         if "error" in msg:
             self._kill()
+            if self.recipe.get("surface"):  # a port in use etc.: the user's to fix
+                from edgemix.rt.surface import SurfaceError
+                raise SurfaceError(msg["error"])
             raise RuntimeError(f"the control process failed to start: {msg['error']}")
+        self.surface_addresses = list(msg.get("surface", []))
+        if self.surface_addresses and self.announce is not None:
+            self.announce(self.surface_addresses)
 
     def reset(self) -> None:
         """Before a stream: empty the ring (the control process has consumed nothing)."""
@@ -331,6 +379,8 @@ class ControlProcess:
             self._proc = None
         self.last_good = self.final.get("last_good")
         self.last_explanations = self.final.get("last_explanations")
+        self.last_master_explanations = self.final.get("last_master_explanations") or {}
+        self.last_recognition = self.final.get("last_recognition")
         if self._a is not None:
             self._counts = tuple(int(v) for v in self._a["stats"][[S_HOPS, S_UPDATES, S_ERRORS]])
         if self.applied:  # the console reports what it mixed with
@@ -365,6 +415,7 @@ class ControlProcess:
         hops, updates, errors = ((int(s[S_HOPS]), int(s[S_UPDATES]), int(s[S_ERRORS]))
                                  if s is not None else self._counts)
         return {"process": True, "hops": hops, "updates": updates, "errors": errors,
+                "surface": self.surface_addresses,
                 "applied": self.applied, "rt": self.rt_status,
                 "last_error": self.final.get("last_error"), "hop_frames": self.hop_frames,
                 "ring_capacity_frames": self.ring.capacity,

@@ -184,8 +184,9 @@ class Desk:
             self.master_person[getattr(P.MS, name)] = True
         self._stage = stage
         self.names = [str(x) for x in (names or [f"ch{i + 1}" for i in range(n)])]
-        self.colours = [str(x) for x in (colours or [ROLE_BY_NAME["other"].colour_hex] * n)]
         self.roles = [str(x) for x in (roles or ["other"] * n)]
+        self.colours = [str(x).lower() for x in (colours or [
+            ROLE_BY_NAME[r].colour_hex if r in ROLE_BY_NAME else "#7f7f7f" for r in self.roles])]
         if not len(self.names) == len(self.colours) == len(self.roles) == n:
             raise ValueError(f"names, colours and roles must have {n} entries each")
         #: what the model recognised per channel (role name, probability), when it says
@@ -358,12 +359,30 @@ class Desk:
             for c, j in moved:
                 changes.append(self._change(int(c) + 1, P.CHANNEL_PARAMS[j].name,
                                             float(new[c, j]), AUTO, source))
+            pm = getattr(proposal, "master", None)
+            if pm is not None:  # master proposals: only where no person set the value
+                for j in np.flatnonzero(np.isfinite(pm) & ~self.master_person):
+                    v = float(P.MASTER_PARAMS[j].clip(pm[j]))
+                    if v != self.master[j]:
+                        self.master[j] = v
+                        changes.append(self._change("master", P.MASTER_PARAMS[j].name, v,
+                                                    AUTO, source))
             for c, why in enumerate(getattr(proposal, "explanations", ()) or ()):
                 if c < self.n_channels:
                     self.explanations[c] = {
                         k: v for k, v in why.items()
                         if k in P.CHANNEL_SPECS and not a.locked[c, getattr(P.CH, k)]
                         and a.level[c, getattr(P.CH, k)] > 0.0}
+            # the policy's master moves (the loudness target's fader), where the master
+            # parameter is not the person's
+            proposed_master = getattr(proposal, "master", None)
+            if proposed_master is not None:
+                for j in np.flatnonzero(np.isfinite(proposed_master) & ~self.master_person):
+                    v = float(P.MASTER_PARAMS[j].clip(proposed_master[j]))
+                    if v != self.master[j]:
+                        self.master[j] = v
+                        changes.append(self._change("master", P.MASTER_PARAMS[j].name, v,
+                                                    AUTO, source))
             if recognised is not None:
                 for c, rec in enumerate(recognised[:self.n_channels]):
                     self.recognised[c] = (str(rec[0]), float(rec[1])) if rec else None

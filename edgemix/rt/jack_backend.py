@@ -288,7 +288,7 @@ class JackBackend(Backend):
         in_tag, out_tag = rings.in_tag, rings.out_tag
         wait, sem = self._sem.wait_fn, self._sem.address
         process, stop = self.runner.process, self._stop
-        claim, release = jc.claim_block, jc.release_block
+        claim, release = jc._claim_block, jc._release_block
         while not stop.is_set():
             wait(sem)  # ctypes lets go of the GIL while it sleeps
             s = claim(count, slots)

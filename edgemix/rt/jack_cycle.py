@@ -235,7 +235,7 @@ def jack_process(nframes, arg):
 
 # ---- the worker's side ------------------------------------------------------------------
 @kernel(nogil=False)
-def claim_block(count, slots):
+def _claim_block(count, slots):
     """Worker: the slot of the oldest unprocessed input block, or -1 when there is none."""
     r = count[C_IN_READ]
     if r >= count[C_IN_WRITTEN] or count[C_OUT_WRITTEN] - count[C_OUT_READ] >= slots:
@@ -245,7 +245,7 @@ def claim_block(count, slots):
 
 
 @kernel(nogil=False)
-def release_block(count, in_tag, out_tag, slot):
+def _release_block(count, in_tag, out_tag, slot):
     """Worker: publish output block ``slot`` (tagged like its input) and free the input."""
     out_tag[slot] = in_tag[slot]
     _fence_intrinsic()  # the mix before the index that publishes it
@@ -308,8 +308,8 @@ class CycleRings:
         self.table = t
         # compile (or load) the worker's kernels now, not in its first period
         scratch_count = np.zeros(N_COUNTERS, np.int64)
-        claim_block(scratch_count, self.slots)
-        release_block(scratch_count, self.in_tag[:1].copy(), self.out_tag[:1].copy(), 0)
+        _claim_block(scratch_count, self.slots)
+        _release_block(scratch_count, self.in_tag[:1].copy(), self.out_tag[:1].copy(), 0)
 
     @property
     def arg(self) -> int:

@@ -229,7 +229,9 @@ class MeterReader:
         from multiprocessing import resource_tracker, shared_memory
         self.n_channels = int(n_channels)
         self._shm = shared_memory.SharedMemory(name=name)
-        if name not in _CREATED_HERE:
+        import multiprocessing
+        # a spawned child shares its parent's tracker (see edgemix.rt.control_process)
+        if name not in _CREATED_HERE and multiprocessing.parent_process() is None:
             # the audio process owns (and unlinks) the block; this one must not (Python
             # 3.11 registers an attached block with the resource tracker as if created)
             resource_tracker.unregister(self._shm._name, "shared_memory")  # noqa: SLF001

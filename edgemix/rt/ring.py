@@ -30,7 +30,7 @@ def _fence_intrinsic(typingctx):
 
 
 @kernel
-def memory_fence():
+def _memory_fence():
     """Order every load and store before this call against every one after it.
 
     The ring's consumer may be another process (the control process,
@@ -103,7 +103,7 @@ class FrameRing:
         r, w = int(self.idx[I_READ]), int(self.idx[I_WRITTEN])
         if w == r:
             return ()
-        memory_fence()  # read the frames only after the index that published them
+        _memory_fence()  # read the frames only after the index that published them
         start = r % self.capacity
         n = w - r
         first = min(n, self.capacity - start)
@@ -114,7 +114,7 @@ class FrameRing:
 
     def advance(self, frames: int) -> None:
         """Consumer: release ``frames`` frames after reading them."""
-        memory_fence()  # done reading before the producer may overwrite them
+        _memory_fence()  # done reading before the producer may overwrite them
         self.idx[I_READ] += frames
 
     @property

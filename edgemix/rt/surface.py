@@ -186,6 +186,69 @@ class Surface:
         self._started = []
 
 
+def control_from_cli(session, osc=None, web=None):
+    """The session's :class:`~edgemix.session.ControlConfig` with ``--osc``/``--web``
+    (``[ADDR:]PORT`` strings, None = as the session says); ValueError naming the fix."""
+    import dataclasses
+    config = session.control
+    if osc is not None:
+        config = dataclasses.replace(config, osc=parse_listen(osc, OSC_PORT, "--osc"))
+    if web is not None:
+        config = dataclasses.replace(config, web=parse_listen(web, WEB_PORT, "--web"))
+    return config
+
+
+def announce(addresses, echo=None) -> None:
+    """Print where the control surface listens (stderr; stdout stays for ``--json``),
+    with what to fix on a LAN bind."""
+    import sys
+    out = echo or (lambda line: print(line, file=sys.stderr, flush=True))
+    for a in addresses:
+        out(f"edgemix: control surface: {a}")
+
+
+def surface_recipe(session, config=None) -> dict | None:
+    """What the control process needs to run ``session``'s control surface, as plain
+    picklable values (``config``: a :class:`~edgemix.session.ControlConfig` overriding the
+    session's ``[control]``, e.g. from ``--osc``/``--web``); None when no server is asked
+    for."""
+    config = config if config is not None else session.control
+    if not config.enabled:
+        return None
+    return {"config": config, "names": [c.name for c in session.channels],
+            "colours": [c.colour for c in session.channels],
+            "roles": [c.role for c in session.channels],
+            "inputs": [c.input for c in session.channels],
+            "buses": [(b.name, b.kind) for b in session.buses],
+            "master_person": list(session.master), "session_name": session.name,
+            "sample_rate_hz": session.sample_rate_hz, "block_size": session.block_size}
+
+
+def start_control_surface(recipe: dict, loop, stage, meters=None):
+    """In the control process: the :class:`~edgemix.rt.desk.Desk` on ``loop`` (a
+    :class:`~edgemix.rt.control.ControlLoop`), its scenes, and the surface with the servers
+    of ``recipe`` (:func:`surface_recipe`), started.  ``stage(cp, mp)``: the mailbox.
+    Returns the running :class:`Surface` (SurfaceError when a server cannot start)."""
+    import types
+    from edgemix.rt.desk import Desk
+    from edgemix.rt.scenes import SceneStore
+    config = recipe["config"]
+    desk = Desk(loop.automation.n_channels, automation=loop.automation,
+                master_params=loop.master, stage=stage, names=recipe["names"],
+                colours=recipe["colours"], roles=recipe["roles"],
+                master_person=recipe["master_person"])
+    loop.attach_desk(desk)
+    info = types.SimpleNamespace(
+        sample_rate_hz=recipe["sample_rate_hz"], block_size=recipe["block_size"],
+        channels=[types.SimpleNamespace(input=i) for i in recipe["inputs"]],
+        buses=[types.SimpleNamespace(name=n, kind=k) for n, k in recipe["buses"]])
+    scenes = SceneStore(desk, config.scenes_dir, info)
+    surface = build_surface(desk, config, scenes=scenes, meters=meters)
+    surface.n_aux = len(recipe["buses"])
+    surface.start()
+    return surface
+
+
 def build_surface(desk, config, *, scenes=None, meters=None, explain=None) -> Surface:
     """A :class:`Surface` with the servers ``config`` (a
     :class:`~edgemix.session.ControlConfig`) asks for: OSC when ``config.osc``, the web

@@ -64,6 +64,8 @@ RATE_PER_S = 200.0
 BURST = 400.0
 #: Outgoing messages a client may fall behind by before it gets a snapshot instead.
 MAX_QUEUE = 256
+#: Replies kept for a client that does not read them (the oldest go first).
+MAX_REPLIES = 64
 #: A socket that does not take a message in this long is closed (its page reconnects).
 SEND_TIMEOUT_S = 10.0
 #: Clients at once (each is a socket, a task and a queue).
@@ -123,6 +125,8 @@ class _Client:
     def __init__(self, ws, peer: str, number: int):
         self.ws, self.peer, self.number = ws, peer, number
         self.out: collections.deque[str] = collections.deque()
+        #: replies to this client's requests (ok, error): never given up for a snapshot
+        self.replies: collections.deque[str] = collections.deque(maxlen=MAX_REPLIES)
         #: the newest meter frame not yet sent (latest wins): (text, number, published_ns)
         self.meter: tuple[str, int, int] | None = None
         self.credit = True             # may be sent a meter frame (the last one was acked)
@@ -132,10 +136,18 @@ class _Client:
         self.bucket = _Bucket(RATE_PER_S, BURST)
         self.last_refusal = 0.0
         self.closed = False
+        self.transport = None          # the TCP connection under the WebSocket
         self.received = 0
         self.refused = 0
+        self.snapshots = 0
+
+    def reply(self, text: str) -> None:
+        self.replies.append(text)
+        self.wake.set()
 
     def push(self, text: str) -> None:
+        """A state message (changes, info, scenes): queued, or covered by the snapshot the
+        client is owed once it fell :data:`MAX_QUEUE` behind."""
         if self.resync:
             return  # the coming snapshot covers it
         if len(self.out) >= MAX_QUEUE:
@@ -179,7 +191,8 @@ class WebServer:
         from aiohttp import web
         from edgemix.rt.surface import SurfaceError
         self.surface = surface
-        app = web.Application(middlewares=[self._headers], client_max_size=MAX_MESSAGE)
+        app = web.Application(client_max_size=MAX_MESSAGE)
+        app.on_response_prepare.append(lambda request, response: self._prepared(response))
         app.add_routes([web.get("/", self._page), web.get("/static/{name}", self._static),
                         web.get("/ws", self._socket)])
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -256,19 +269,19 @@ class WebServer:
             return self._pair_hint
         return None
 
-    async def _headers(self, app, handler):
-        async def middleware(request):
-            response = await handler(request)
-            h = response.headers
-            h.setdefault("Cache-Control", "no-store")
-            h.setdefault("X-Content-Type-Options", "nosniff")
-            h.setdefault("Referrer-Policy", "no-referrer")  # the token is in the URL
-            h.setdefault("X-Frame-Options", "DENY")
-            h.setdefault("Content-Security-Policy",
-                         "default-src 'self'; connect-src 'self'; img-src 'self' data:; "
-                         "frame-ancestors 'none'")
-            return response
-        return middleware
+    @staticmethod
+    async def _prepared(response) -> None:
+        """Every response: no caching (a new version is picked up at once), no framing, no
+        sniffing, no referrer (the first address carries the token), nothing loaded from
+        elsewhere."""
+        h = response.headers
+        h.setdefault("Cache-Control", "no-store")
+        h.setdefault("X-Content-Type-Options", "nosniff")
+        h.setdefault("Referrer-Policy", "no-referrer")
+        h.setdefault("X-Frame-Options", "DENY")
+        h.setdefault("Content-Security-Policy",
+                     "default-src 'self'; connect-src 'self'; img-src 'self' data:; "
+                     "frame-ancestors 'none'")
 
     async def _page(self, request):
         from aiohttp import web
@@ -311,6 +324,7 @@ class WebServer:
         await ws.prepare(request)
         self._numbers += 1
         c = _Client(ws, str(request.remote), self._numbers)
+        c.transport = request.transport
         self.clients.add(c)
         self.counts["connections"] += 1
         c.out.append(_dumps({"type": "hello", "n_channels": self.surface.desk.n_channels,
@@ -348,6 +362,9 @@ class WebServer:
                         c.out.clear()
                         text = _dumps({"type": "snapshot", "state": self.surface.desk.snapshot()})
                         self.counts["snapshots"] += 1
+                        c.snapshots += 1
+                    elif c.replies:
+                        text = c.replies.popleft()
                     elif c.out:
                         text = c.out.popleft()
                     elif c.meter is not None and c.credit:
@@ -376,7 +393,7 @@ class WebServer:
     def _error(self, c: _Client, rid, message: str) -> None:
         self.counts["errors"] += 1
         log.info("web: client %d: %s", c.number, message)
-        c.push(_dumps({"type": "error", "id": rid, "message": message}))
+        c.reply(_dumps({"type": "error", "id": rid, "message": message}))
 
     def _receive(self, c: _Client, text: str) -> None:
         c.received += 1
@@ -402,15 +419,36 @@ class WebServer:
         if handler is None:
             return self._error(c, rid, f"unknown message type {kind!r}: use "
                                + ", ".join(sorted(self._handlers)))
-        from edgemix.rt.desk import DeskError
         try:
             reply = handler(self, c, msg)
-        except DeskError as e:
-            return self._error(c, rid, str(e))
-        except (KeyError, TypeError, ValueError) as e:
-            return self._error(c, rid, f"{kind}: {e}")
+        except Exception as e:
+            return self._failed(c, rid, kind, e)
+        if asyncio.iscoroutine(reply):
+            asyncio.get_running_loop().create_task(self._finish(c, rid, kind, reply))
+        elif rid is not None:
+            c.reply(_dumps({"type": "ok", "id": rid, **(reply or {})}))
+
+    async def _finish(self, c: _Client, rid, kind: str, pending) -> None:
+        """A request that waits (a scene written to disk): reply when it is done."""
+        try:
+            reply = await pending
+        except Exception as e:
+            return self._failed(c, rid, kind, e)
         if rid is not None:
-            c.push(_dumps({"type": "ok", "id": rid, **(reply or {})}))
+            c.reply(_dumps({"type": "ok", "id": rid, **(reply or {})}))
+
+    def _failed(self, c: _Client, rid, kind: str, e: Exception) -> None:
+        """A request the desk or the message's shape refused: an error reply, one log line
+        (anything else is a bug of ours: logged with its traceback, the client told)."""
+        from edgemix.rt.desk import DeskError
+        if isinstance(e, DeskError):
+            return self._error(c, rid, str(e))
+        if isinstance(e, KeyError):
+            return self._error(c, rid, f"{kind}: missing {e.args[0]!r}")
+        if isinstance(e, (TypeError, ValueError, OSError)):
+            return self._error(c, rid, f"{kind}: {e}")
+        log.exception("web: %s from client %d failed", kind, c.number)
+        self._error(c, rid, f"{kind} failed on the server ({e.__class__.__name__})")
 
     def _ack(self, c: _Client, msg):
         n = msg.get("n")
@@ -444,20 +482,25 @@ class WebServer:
     def _scene_list(self, c: _Client, msg):
         return {"scenes": self._scenes().names()}
 
-    def _scene_save(self, c: _Client, msg):
+    async def _scene_save(self, c: _Client, msg):
         name = msg["name"]
         if not isinstance(name, str):
             raise ValueError("name: use text")
-        self._scenes().save(name)
-        self._broadcast({"type": "scenes", "scenes": self._scenes().names()})
-        return {"scenes": self._scenes().names()}
+        store = self._scenes()
+        # a file write: off the loop, so no other client waits for the disk
+        await asyncio.get_running_loop().run_in_executor(None, store.save, name)
+        names = store.names()
+        self._broadcast({"type": "scenes", "scenes": names})
+        return {"scenes": names}
 
     def _scene_recall(self, c: _Client, msg):
         fade = msg.get("fade_s", 0.0)
         if isinstance(fade, bool) or not isinstance(fade, (int, float)) \
                 or not math.isfinite(fade) or not 0.0 <= fade <= 60.0:
             raise ValueError(f"fade_s = {fade!r}: use 0 .. 60 seconds")
-        self._scenes().recall(msg["name"], fade_s=float(fade), source=f"web:{c.number}")
+        if not isinstance(msg["name"], str):
+            raise ValueError("name: use text")
+        self._scenes().recall(msg["name"], crossfade_s=float(fade))
 
     _handlers = {"ack": _ack, "set": _set, "release": _release, "resync": _resync,
                  "scene_list": _scene_list, "scene_save": _scene_save,

@@ -106,6 +106,7 @@ function hello(m) {
 
 // ---- state -------------------------------------------------------------------------------
 function snapshot(state) {
+  document.body.dataset.snapshots = String(+(document.body.dataset.snapshots || 0) + 1);
   S.state = state;
   S.seq = state.seq;
   if (state.n_channels !== S.n) build(state.n_channels);
@@ -176,11 +177,13 @@ function build(n) {
     scale(strip);
     wireFader(strip);
     strip.pan.addEventListener("input", () => {
+      strip.pan.setAttribute("value", strip.pan.value);
       strip.panVal.textContent = fmtPan(+strip.pan.value);
       queueSet(i, "pan", +strip.pan.value);
     });
-    strip.pan.addEventListener("dblclick", () => { strip.pan.value = "0"; queueSet(i, "pan", 0); });
+    strip.pan.addEventListener("dblclick", () => { setInput(strip.pan, 0); queueSet(i, "pan", 0); });
     strip.auto.addEventListener("input", () => {
+      strip.auto.setAttribute("value", strip.auto.value);
       strip.autoVal.textContent = String(Math.round(+strip.auto.value * 100));
       queueSet(i, "automation", +strip.auto.value);
     });
@@ -262,6 +265,11 @@ function showFader(strip, db) {
   strip.fader.style.setProperty("--pos", dbToPos(db).toFixed(4));
   strip.db.textContent = fmtDb(db);
 }
+// a range input's value, as its property and its attribute (the stable hook)
+function setInput(input, v) {
+  input.value = String(v);
+  input.setAttribute("value", String(v));
+}
 function setMute(strip, on) {
   strip.mute.value = on ? "1" : "0";
   strip.mute.classList.toggle("on", !!on);
@@ -285,7 +293,7 @@ function renderChannel(ch) {
   strip.readout.classList.toggle("person", person);
   strip.own.textContent = person ? "MAN" : "AUTO";
   if (document.activeElement !== strip.pan || !S.pending.has(ch.channel + "/pan")) {
-    strip.pan.value = String(p.pan);
+    setInput(strip.pan, p.pan);
     strip.panVal.textContent = fmtPan(p.pan);
   }
   strip.pan.classList.toggle("person", own.pan === "person");
@@ -293,7 +301,7 @@ function renderChannel(ch) {
   setMute(strip, p.mute_on >= 0.5);
   strip.mute.classList.toggle("person", own.mute_on === "person");
   if (!S.pending.has(ch.channel + "/automation")) {
-    strip.auto.value = String(ch.automation);
+    setInput(strip.auto, ch.automation);
     strip.autoVal.textContent = String(Math.round(ch.automation * 100));
   }
   strip.el.classList.toggle("automix", p.automix_on >= 0.5);
@@ -340,6 +348,7 @@ function draw() {
       el.classList.toggle("over", k === "true_peak_dbtp" && v !== null && v > -1.0);
     }
   }
+  document.body.dataset.meterFrames = String(+(document.body.dataset.meterFrames || 0) + 1);
   send({ type: "ack", n: m.n });
 }
 
@@ -366,6 +375,7 @@ function openDetail(channel) {
 function renderDetail() {
   const ch = S.state && S.state.channels[S.detail - 1];
   if (!ch) return;
+  if (S.detailBusy) { S.detailStale = true; return; }  // not under a finger
   $("#detail-title").textContent = ch.channel + "  " + ch.name;
   const body = $("#detail-body");
   body.textContent = "";
@@ -380,6 +390,17 @@ function renderDetail() {
     + (ch.role_probability !== null ? " (" + Math.round(ch.role_probability * 100) + "%)" : "") : "")
     + " \u00b7 automation " + Math.round(ch.automation * 100) + "%";
   body.appendChild(head);
+  // the automation level (also on the strip; the only place for it in landscape)
+  const auto = document.createElement("label");
+  auto.className = "detail-auto";
+  auto.textContent = "automation";
+  const range = document.createElement("input");
+  range.type = "range"; range.min = "0"; range.max = "1"; range.step = "0.05";
+  setInput(range, ch.automation);
+  range.addEventListener("input", () => queueSet(ch.channel, "automation", +range.value));
+  range.addEventListener("change", () => flush());
+  auto.appendChild(range);
+  body.appendChild(auto);
   for (const [group, specs] of groups) {
     const person = specs.some((s) => ch.owner[s.name] === "person");
     const row = document.createElement("div");
@@ -462,6 +483,14 @@ document.addEventListener("DOMContentLoaded", () => {
     request({ type: "scene_save", name });
     toast("saved " + name);
   });
-  $("#detail").addEventListener("close", () => { S.detail = null; });
+  const sheet = $("#detail");
+  sheet.addEventListener("close", () => { S.detail = null; });
+  sheet.addEventListener("pointerdown", () => { S.detailBusy = true; });
+  const settle = () => {
+    S.detailBusy = false;
+    if (S.detailStale) { S.detailStale = false; renderDetail(); }
+  };
+  sheet.addEventListener("pointerup", settle);
+  sheet.addEventListener("pointercancel", settle);
   connect();
 });
