@@ -60,7 +60,7 @@ def quality_metrics(pred01, role_logits, data) -> dict:
     a = denormalise_outputs(pred01[present])
     b = denormalise_outputs(data.targets01[present])
     per_param = {}
-    for i, spec in enumerate(MODEL_OUTPUT_SPECS):
+    for i, spec in enumerate(MODEL_OUTPUT_SPECS if len(a) else ()):
         if spec.scale == "log":
             e = np.abs(np.log2(a[:, i] / b[:, i]))
             unit = "oct"
@@ -142,19 +142,20 @@ def dataset_cache_path(n_sessions: int, seed: int, cache_dir) -> pathlib.Path:
     return pathlib.Path(cache_dir) / f"dataset-{h.hexdigest()[:16]}.npz"
 
 
-def dataset_cached(n_sessions: int, seed: int, cache_dir, log=print):
+def dataset_cached(n_sessions: int, seed: int, cache_dir, log=print, teach: bool = True):
     """:func:`build_dataset`, kept in ``cache_dir`` (None: not kept).  The teacher's labels
     are cached per session under ``cache_dir/teacher-<key>/`` (``python -m export.dataset``
     fills it ahead; sessions missing there are taught now, one process)."""
     from export.dataset import Dataset, label_dir_for, teacher_available
-    path = dataset_cache_path(n_sessions, seed, cache_dir) if cache_dir else None
+    path = dataset_cache_path(n_sessions, seed, cache_dir) if cache_dir and teach else None
     if path is not None and path.is_file():
         with np.load(path, allow_pickle=False) as z:
             log(f"data: cached {path}")
             return Dataset(z["features"], z["mask"], z["targets01"], z["roles"],
                            str(z["source"]), int(z["examples_per_session"]))
     label_dir = label_dir_for(cache_dir) if cache_dir and teacher_available() else None
-    data = build_dataset(n_sessions, seed, label_dir=label_dir)
+    data = build_dataset(n_sessions, seed, label_dir=label_dir, teach=teach,
+                         feature_dir=cache_dir)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, features=data.features, mask=data.mask, targets01=data.targets01,
@@ -166,7 +167,7 @@ def dataset_cached(n_sessions: int, seed: int, cache_dir, log=print):
 #: Defaults of the shipped model: sessions (the teacher's labels for all of them are one
 #: ``python -m export.dataset --sessions 400`` away, about 45 min in one process) and epochs
 #: (about 5 min of training in one thread at 20 examples per session).
-N_TRAIN_SESSIONS = 96
+N_TRAIN_SESSIONS = 200
 N_HELDOUT_SESSIONS = 24
 EPOCHS = 100
 QAT_EPOCHS = 25
@@ -190,10 +191,19 @@ def build(out_dir, seed: int = 0, n_train: int = N_TRAIN_SESSIONS,
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    data = dataset_cached(n_train + n_heldout, seed, cache_dir, log)
+    # every synthesised session teaches its roles; its parameters where the teacher's
+    # labels are cached or shipped (the held-out ones are taught now if missing)
+    if D.teacher_available():
+        label_dir = D.label_dir_for(cache_dir) if cache_dir else None
+        for s in session_seeds(n_train + n_heldout, seed)[n_train:]:
+            D.teacher_labels(s, label_dir)
+    data = dataset_cached(n_train + n_heldout, seed, cache_dir, log, teach=False)
     train_set, held = data.split(n_train)
-    log(f"data: {n_train} train + {n_heldout} held-out sessions, {len(train_set)} + "
-        f"{len(held)} examples ({data.source}), {time.perf_counter() - t0:.0f} s")
+    n_taught = int(np.isfinite(train_set.targets01).all(axis=(1, 2)).sum()
+                   // train_set.examples_per_session)
+    log(f"data: {n_train} train ({n_taught} taught) + {n_heldout} held-out sessions, "
+        f"{len(train_set)} + {len(held)} examples ({data.source}), "
+        f"{time.perf_counter() - t0:.0f} s")
     samp = sampled_sessions(n_sampled_train, n_sampled_heldout, log)
     n_seen = int(round(len(samp["train"]) * (1.0 - SAMPLED_SEEN_SHARE)))
     s_train, _ = SD.to_dataset(samp["train"][:n_seen])
@@ -271,6 +281,9 @@ def build(out_dir, seed: int = 0, n_train: int = N_TRAIN_SESSIONS,
                "onnx_opset": OPSET, "quality_heldout": quality,
                "int8_parity_heldout": parity, "golden_parity": golden_report,
                "teacher_quality": teacher, "sampled": sampled,
+               "n_train_sessions_taught": n_taught,
+               "n_sampled_train_taught": int(np.isfinite(s_train.targets01).all(axis=(1, 2)).sum()
+                                             // max(s_train.examples_per_session, 1)),
                "n_sampled_train_sessions": n_seen,
                "sampled_keys": {"features": samp["features_key"], "labels": samp["labels_key"]}}
     if data.source == "teacher" and cache_dir:
@@ -446,8 +459,11 @@ Rows of absent channels are unspecified.
 
 ## Training data
 
-{source}.  {m['n_train_sessions']} training sessions of 1..32 channels
-({m['n_train_examples']} examples), {m['epochs']} float epochs
+{source}: {m['n_train_sessions']} synthesised training sessions of 1..32 channels
+({m.get('n_train_sessions_taught', m['n_train_sessions'])} of them with the teacher's labels;
+the others teach the role head only) and {m.get('n_sampled_train_sessions', 0)} sessions of sampled
+instruments ({m.get('n_sampled_train_taught', 0)} with labels; see below),
+{m['n_train_examples']} examples in all, {m['epochs']} float epochs
 then {m['qat_epochs']} quantisation-aware epochs (every hidden unit first rescaled to fill
 its int8 range, the same function; weights on their int8 grid with straight-through
 gradients, and a {m.get('qat_noise_weight', 0):g} x penalty on how far the parameters move
@@ -461,9 +477,10 @@ variants x feature snapshots at {m.get('snapshot_s', '?')} s of a
 {m.get('session_s', '?')} s session).  The teacher's labels of every session ship in
 `teacher_labels.npz` (keyed by the label sources and the engine's sound): the sessions
 themselves are synthesised again from their seeds, so `python -m export.build_models`
-retrains from a fresh clone without re-teaching (about 9 minutes on 2 cores: features
-4 min, training 2 min, evaluation 3 min; teaching all 400 sessions from scratch takes
-about 45 minutes more, `python -m export.dataset --sessions 400`).
+retrains from a fresh clone without re-teaching or rendering (the sampled sessions'
+features and labels ship in `sampled_sessions.npz`); teaching the synthesised sessions
+is `python -m export.dataset --sessions N`, rendering and teaching the sampled ones
+`python -m export.sampled_data` (both cached; costs in `benchmarks/bench_real.py`).
 
 ## Held-out labels ({q['sessions']} examples, {q['channels']} channels)
 
@@ -572,7 +589,7 @@ def sampled_section(m: dict) -> str:
     pp = held["labels"]["per_param"]
     lab = ", ".join(f"`{k}` {pp[k]['mae']:.2f} {pp[k]['unit']}"
                     for k in ("trim_db", "fader_db", "hpf_hz", "eq2_gain_db", "eq3_gain_db",
-                              "comp_threshold_db", "aux1_send_db"))
+                              "comp_threshold_db", "aux1_send_db") if k in pp) or "none taught"
     fmt = lambda d: "; ".join(f"{k}: {', '.join(f'`{x}`' for x in v)}"  # noqa: E731
                               for k, v in d.items())
     ok = held["roles"]["accuracy"] >= 0.9

@@ -70,10 +70,10 @@ def teacher_available() -> bool:
 
 
 def build_dataset(n_sessions: int, seed: int, prefer_teacher: bool = True,
-                  label_dir=None) -> Dataset:
+                  label_dir=None, teach: bool = True, feature_dir=None) -> Dataset:
     """Synthesiser + teacher when available, else the interim generator."""
     if prefer_teacher and teacher_available():
-        return teacher_dataset(n_sessions, seed, label_dir)
+        return teacher_dataset(n_sessions, seed, label_dir, teach, feature_dir)
     return interim_dataset(n_sessions, seed)
 
 
@@ -317,10 +317,81 @@ def teacher_labels(seed: int, label_dir=None, session=None):
 
 
 def teacher_session(seed: int, label_dir=None):
-    """One synthesised session and its teacher labels, augmented
-    (:func:`session_examples`)."""
+    """One synthesised session and its teacher labels (taught now when missing),
+    augmented (:func:`session_examples`)."""
     session, rng = synth_for(seed)
     return session_examples(session, teacher_labels(seed, label_dir, session)[0], rng)
+
+
+_FEATURE_KEYS: dict = {}
+
+
+def synth_features_key() -> str:
+    """Key of a synthesised session's feature snapshots: what the synthesiser makes, the
+    feature code and the augmentation (taken once per state of the sources)."""
+    state = _sources_hash().hexdigest()
+    if state not in _FEATURE_KEYS:
+        _FEATURE_KEYS[state] = _synth_features_key()
+    return _FEATURE_KEYS[state]
+
+
+def _synth_features_key() -> str:
+    import hashlib
+    import importlib
+    import inspect
+    import pathlib
+    h = hashlib.sha256(synth_fingerprint().encode())
+    h.update(inspect.getsource(session_roles).encode())
+    h.update(pathlib.Path(importlib.import_module("edgemix.features").__file__).read_bytes())
+    for fn in (gain_variant_snapshots, _snapshots):
+        h.update(inspect.getsource(fn).encode())
+    h.update(repr((GAIN_VARIANTS, GAIN_AUGMENT_DB, RAW_LUFS_RANGE, SNAPSHOT_S,
+                   SESSION_SECONDS, SAMPLE_RATE_HZ)).encode())
+    return h.hexdigest()[:16]
+
+
+def synth_products(seed: int, label_dir=None, feature_dir=None):
+    """A synthesised session's examples like :func:`teacher_session`, but its features
+    cached on their own (``feature_dir``, keyed by :func:`synth_features_key`) and its
+    targets from the teacher's labels where known, else NaN (roles only): a teacher
+    change re-teaches without re-synthesising, and no session is taught here.  The gain
+    variants are drawn from the measured raw levels
+    (:func:`gain_variant_snapshots`)."""
+    import pathlib
+    path = None
+    if feature_dir is not None:
+        path = pathlib.Path(feature_dir) / f"synth-features-{synth_features_key()}" / \
+            f"{seed}.npz"
+    if path is not None and path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            x, gains, roles = z["features"], z["gains_db"], z["roles"]
+    else:
+        session, rng = synth_for(seed)
+        x, gains = gain_variant_snapshots(session, rng)
+        roles = session.role_indices
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez(tmp, features=x, gains_db=gains, roles=roles)
+            tmp.replace(path)
+    y = np.full(x.shape[:2] + (len(MODEL_OUTPUTS),), np.nan)
+    if labels_known(seed, label_dir):
+        lab = teacher_labels(seed, label_dir)[0][:, P.MODEL_OUTPUT_COLUMNS]
+        trim = MODEL_OUTPUTS.index("trim_db")
+        per = x.shape[0] // gains.shape[0]
+        y[:] = lab[None]
+        for v, g in enumerate(gains):
+            y[v * per:(v + 1) * per, :, trim] = P.CHANNEL_SPECS["trim_db"].clip(
+                lab[:, trim] - g)
+    return x, y, roles
+
+
+def labels_known(seed: int, label_dir=None) -> bool:
+    """Whether the teacher's labels of ``seed`` are cached or shipped (no teaching)."""
+    import pathlib
+    if label_dir and (pathlib.Path(label_dir) / f"{seed}.npz").is_file():
+        return True
+    return _shipped_label(seed) is not None
 
 
 def session_examples(session, channel_params: np.ndarray, rng: np.random.Generator):
@@ -381,12 +452,15 @@ def session_seeds(n: int, seed: int) -> list[int]:
     return [int(c.generate_state(1)[0]) for c in ss.spawn(n)]
 
 
-def teacher_dataset(n_sessions: int, seed: int, label_dir=None) -> Dataset:
+def teacher_dataset(n_sessions: int, seed: int, label_dir=None,
+                    teach: bool = True, feature_dir=None) -> Dataset:
     """``n_sessions`` synthesised sessions labelled by the teacher, each augmented to
     ``GAIN_VARIANTS * len(SNAPSHOT_S)`` examples (consecutive rows: split on multiples).
     One process: the teacher's labels are a separate, cached step (``python -m
     export.dataset``) so this costs only the synthesis and feature extraction."""
-    parts = [teacher_session(s, label_dir) for s in session_seeds(n_sessions, seed)]
+    seeds = session_seeds(n_sessions, seed)
+    parts = [teacher_session(s, label_dir) for s in seeds] if teach else \
+        [synth_products(s, label_dir, feature_dir) for s in seeds]
     per = GAIN_VARIANTS * len(SNAPSHOT_S)
     total = per * n_sessions
     xs = np.zeros((total, MAX_CHANNELS, feat.N_FEATURES), np.float32)
