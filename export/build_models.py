@@ -180,7 +180,9 @@ QAT_EPOCHS = 25
 #: With the band levels limited to -60 dB (export/model.py:INPUT_LIMITS), trim and send:
 #: 10 -> 0.28 / 0.71 and 0.28 / 0.85 (1.38), 20 -> 0.27 / 0.68 and 0.29 / 0.83 (1.42),
 #: with 19 and 8 held-out channels outside INT8_TOL_UNITS on some parameter.
-QAT_NOISE_WEIGHT = 20.0
+#: Trained with the sampled-instrument sessions (most of them roles only), 20 left the
+#: golden aux send 0.96 dB off in the int8 file (tolerance 0.5): 40.
+QAT_NOISE_WEIGHT = 40.0
 #: Weight of the role cross-entropy against the parameter loss: most sampled-instrument
 #: sessions carry roles but no teacher labels, and recognising the role by ear is what
 #: labelling, panning, balance and gain sharing stand on (issue 10).

@@ -32,7 +32,7 @@ SESSION_SECONDS = 6.0
 SAMPLE_RATE_HZ = 32000
 
 TRAIN_LIBRARIES = {
-    "soundfont": ("fluidr3", "musescore"),
+    "soundfont": ("fluidr3", "musescore", "opl3"),
     "kit": tuple(k for k in S.KITS if k != "ColomboAcousticDrumkit"),
     "voice": ("espeak", "festival_kal", "festival_ked", "festival_ona", "festival_dita",
               "festival_lj", "festival_lp", "festival_pc"),
@@ -124,6 +124,26 @@ def _say(library, speaker, text, sr, pitch, wpm, scale) -> np.ndarray:
     x = S.speak(library, speaker, text, sr, pitch, wpm)
     t = np.arange(0.0, len(x) - 1, scale)
     return np.interp(t, np.arange(len(x)), x)
+
+
+#: Share of the training split's SoundFont parts played with their samples' spectra
+#: shifted (:func:`_timbre_shifted`), and the shifts (semitones): with three SoundFonts
+#: to learn from, each instrument's body resonances would otherwise sit at three places.
+TIMBRE_SHIFT_SHARE = 0.6
+TIMBRE_SHIFTS = (-3, -2, -1, 1, 2, 3)
+
+
+def _timbre_shifted(rng, sf, prog, notes, seconds, sr) -> np.ndarray:
+    """A part rendered ``k`` semitones low at ``r = 2^(k/12)`` times its tempo, then read
+    ``r`` times faster: the same notes at the same times, the samples' resonances and
+    noise moved by the ratio ``r`` (another instrument body of the same kind)."""
+    k = int(rng.choice(TIMBRE_SHIFTS))
+    r = 2.0 ** (k / 12.0)
+    shifted = [S.Note(nt.start_s * r, nt.length_s * r, nt.pitch - k, nt.velocity)
+               for nt in notes]
+    y = S.render_soundfont(sf, prog, shifted, seconds * r + 0.05, sr)
+    t = np.arange(int(round(seconds * sr))) * r
+    return np.interp(t, np.arange(len(y)), y)
 
 
 def _speech_track(rng, library, turns, me, seconds, sr) -> np.ndarray:
@@ -266,7 +286,10 @@ def render_session(seed: int, split: str = "train", roles=None,
                 notes = A.melody_notes(rng, song, bars, 55, 76, sustained=True)
             else:
                 notes = A.melody_notes(rng, song, bars)
-            src[c] = S.render_soundfont(sf, prog, notes, seconds, sr)
+            if split == "train" and rng.random() < TIMBRE_SHIFT_SHARE:
+                src[c] = _timbre_shifted(rng, sf, prog, notes, seconds, sr)
+            else:
+                src[c] = S.render_soundfont(sf, prog, notes, seconds, sr)
             name = sf
         if role not in ("bass", "keys_piano", "pad") or rng.random() < 0.3:
             src[c] = _room(rng, src[c], sr)          # miked in a room (DI'd ones mostly not)

@@ -36,6 +36,7 @@ SOUNDFONTS = {
     "fluidr3": "/usr/share/sounds/sf2/FluidR3_GM.sf2",
     "musescore": "/usr/share/sounds/sf3/MuseScore_General_Lite.sf3",
     "timgm6mb": "/usr/share/sounds/sf2/TimGM6mb.sf2",
+    "opl3": "/usr/share/sounds/sf2/OPL-3_FM_128M.sf2",
 }
 KIT_DIR = pathlib.Path("/usr/share/hydrogen/data/drumkits")
 #: The kits used (folders under KIT_DIR) with kick, snare and hats (the others in the
@@ -56,7 +57,7 @@ FESTIVAL_VOICES = {"festival_kal": "voice_kal_diphone", "festival_ked": "voice_k
 
 _SOUNDFONT_PACKAGES = {"fluidr3": "fluid-soundfont-gm",
                        "musescore": "musescore-general-soundfont-small",
-                       "timgm6mb": "timgm6mb-soundfont"}
+                       "timgm6mb": "timgm6mb-soundfont", "opl3": "opl3-soundfont"}
 
 CACHE_DIR = pathlib.Path(__file__).resolve().parents[1] / ".cache" / "sampled"
 

@@ -86,3 +86,22 @@ def test_missing_library_names_its_package(monkeypatch):
     monkeypatch.setitem(S.SOUNDFONTS, "nowhere", "/nonexistent/x.sf2")
     with pytest.raises(S.MissingLibrary, match="apt-get install"):
         S.render_soundfont("nowhere", 0, [], 1.0, 32000)
+
+
+def test_the_shipped_pack_is_current_and_split_by_library():
+    """models/sampled_sessions.npz: made by the current rendering, features and teacher
+    (else retraining would learn from stale data: ``python -m export.sampled_data``), its
+    held-out sessions played only by held-out libraries, its training ones never."""
+    from export import sampled_data as SD
+    from export.build_models import N_SAMPLED_HELDOUT, N_SAMPLED_TRAIN
+    pack = SD.load_pack()
+    assert SD.current(pack), "models/sampled_sessions.npz is stale"
+    assert len(pack["train"]) >= N_SAMPLED_TRAIN and len(pack["heldout"]) >= N_SAMPLED_HELDOUT
+    held = {x for v in SM.HELDOUT_LIBRARIES.values() for x in v}
+    for split, sessions in (("train", pack["train"]), ("heldout", pack["heldout"])):
+        for p in sessions:
+            libs = set(p["libraries"].tolist())
+            assert (libs <= held) if split == "heldout" else not (libs & held)
+            n = len(p["roles"])
+            assert p["features"].shape[1:] == (n, 43) and np.isfinite(p["features"]).all()
+    assert any(np.isfinite(p["channel_params"]).all() for p in pack["heldout"])
