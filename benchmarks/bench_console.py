@@ -196,6 +196,22 @@ def test_console_32ch_64_frames(benchmark):
           f"{100 * t / DEADLINE_S:.1f} % of the 1.33 ms deadline")
 
 
+def test_console_32ch_64_frames_every_channel_delayed(benchmark):
+    """The whole console with every channel's input delay in use: fractional delays of
+    0.3 .. 20 ms (the full 32-tap interpolator everywhere; the worst case)."""
+    c = _console(32, 64)
+    for ch in range(32):
+        c.set_channel(ch, "delay_ms", 0.3 + 19.7 * ch / 31 + 0.013)
+    x = _input(64, 32)
+    out = np.empty((64, 2), np.float32)
+    benchmark.pedantic(c.process, args=(x,), kwargs=dict(out=out), rounds=2000,
+                       iterations=5, warmup_rounds=100)
+    t = benchmark.stats.stats.min
+    benchmark.extra_info.update(us_per_block=t * 1e6, deadline_share=t / DEADLINE_S)
+    print(f"\nconsole 32x64, every channel delayed: {t * 1e6:.1f} us/block, "
+          f"{100 * t / DEADLINE_S:.1f} % of the 1.33 ms deadline")
+
+
 def test_strip_chain_against_c_and_pedalboard(benchmark, c_peer):
     """ns per channel-sample of the strip chain; ratios to plain C -O3 and to pedalboard."""
     ours, _ = _strip_runner(32, 64)

@@ -7,8 +7,9 @@ The engine API is small and boring (DESIGN.md contract 2)::
     out = c.process(block)       # (frames, n_channels) float32 -> (frames, 2) float32
     c.reset()                    # clear audio state, keep parameters
 
-One block is one Numba call (``_console_block``): guard, every strip, the automixer, the
-buses, the reverb, the master fader, the limiter and the meters.  Nothing in it allocates.
+One block is one Numba call (``_console_block``): guard, input delay, every strip, the
+automixer, the buses, the reverb, the master fader, the limiter and the meters.  Nothing in
+it allocates.
 
 Threads: ``process`` belongs to the audio thread.  ``set_channel``/``set_master``/``stage``
 may be called from any other thread: they build a new parameter pair and publish it with a
@@ -27,9 +28,10 @@ from edgemix import params as P
 from edgemix.dsp import loudness as L
 from edgemix.dsp import meters as M
 from edgemix.dsp._jit import kernel
-from edgemix.dsp.arena import Arena, _view1, _view2
+from edgemix.dsp.arena import Arena, _f32_2, _f64_1, _f64_2, _i64_1
 from edgemix.dsp.automixer import (AutomixState, _automix_block, _automix_idle, _automix_skip,
                                    _automix_views)
+from edgemix.dsp.delay import DelayState, _delay_block, _delay_views
 from edgemix.dsp.dynamics import _gain_of_db
 from edgemix.dsp.limiter import S_GAIN, LimiterState, _limiter_run, _limiter_views
 from edgemix.dsp.reverb import ReverbState, _reverb_block, _reverb_views
@@ -49,8 +51,8 @@ MAX_CHANNELS = 256
 #: ``*_views`` helper beside its kernel, an index here, its allocation in
 #: ``Console.__init__`` (and its ``reset`` in ``Console.reset``), and its call in
 #: ``_console_block``.
-ENGINE, STRIP, AUTOMIX, REVERB, MASTER, LIMITER, TRUEPEAK, LOUDNESS, PEAK, CORRELATION = \
-    range(10)
+ENGINE, STRIP, AUTOMIX, REVERB, MASTER, LIMITER, TRUEPEAK, LOUDNESS, PEAK, CORRELATION, \
+    DELAY = range(11)
 
 
 @dataclass
@@ -86,12 +88,12 @@ class EngineState:
 
 
 @kernel(inline="always")
-def _engine_views(f64, i64, f32, table, s):
+def _engine_views(table, s):
     """An :class:`EngineState` in an arena, in its field order."""
-    return (_view2(f64, table, s, 0), _view1(f64, table, s, 1), _view1(f64, table, s, 2),
-            _view2(f64, table, s, 3), _view2(f32, table, s, 4), _view2(f32, table, s, 5),
-            _view1(i64, table, s, 6), _view1(i64, table, s, 7), _view1(f64, table, s, 8)[0],
-            _view1(i64, table, s, 9)[0])
+    return (_f64_2(table, s, 0), _f64_1(table, s, 1), _f64_1(table, s, 2),
+            _f64_2(table, s, 3), _f32_2(table, s, 4), _f32_2(table, s, 5),
+            _i64_1(table, s, 6), _i64_1(table, s, 7), _f64_1(table, s, 8)[0],
+            _i64_1(table, s, 9)[0])
 
 
 @dataclass
@@ -112,9 +114,9 @@ class MasterState:
 
 
 @kernel(inline="always")
-def _master_views(f64, i64, f32, table, s):
+def _master_views(table, s):
     """A :class:`MasterState` in an arena, as :func:`_master_fader` takes it."""
-    return _view1(f64, table, s, 0), _view1(f64, table, s, 1)[0]
+    return _f64_1(table, s, 0), _f64_1(table, s, 1)[0]
 
 
 @kernel
@@ -142,24 +144,24 @@ def _master_fader(bus, n_frames, clock, m, m_prev, mstate, a_gain):
 
 
 @kernel
-def _console_block(x, out, direct, n_frames, f64, i64, f32, table):
+def _console_block(x, out, direct, n_frames, table):
     """One block of the whole console, in the order of docs/design-notes.md ("The stage
     order in one block").
 
     ``x`` ``(n_frames, C)`` float32 input; ``out`` ``(n_frames, 2)`` float32 master out;
     ``direct`` ``(n_frames, C, 2)`` float32 direct outs, or ``(0, C, 2)`` for none;
-    ``f64, i64, f32, table``: the console's :class:`~edgemix.dsp.arena.Arena`, one stage
-    per row of ``table`` (``ENGINE`` .. ``CORRELATION``): each stage's ``*_views`` helper
-    gives back its state type's arrays.  Everything is preallocated; nothing allocates.
+    ``table``: the console's :class:`~edgemix.dsp.arena.Arena` table, one stage per row
+    (``ENGINE`` .. ``DELAY``), from which each stage's ``_*_views`` helper gives back
+    its state type's arrays.  Everything is preallocated; nothing allocates.
     """
-    p, m, m_prev, work, bus, aux, clock, guard, fs_hz, n_aux = _engine_views(
-        f64, i64, f32, table, ENGINE)
+    p, m, m_prev, work, bus, aux, clock, guard, fs_hz, n_aux = _engine_views(table, ENGINE)
     (cur, gain, gain_t, gain_prev, coef, z, dyn, k, col_class, col_band, col_log, col_alpha,
-     gain_alpha, meter_k) = _strip_views(f64, i64, f32, table, STRIP)
-    am_ch, am_ctl, am_gains_db = _automix_views(f64, i64, f32, table, AUTOMIX)
+     gain_alpha, meter_k) = _strip_views(table, STRIP)
+    am_ch, am_ctl, am_gains_db = _automix_views(table, AUTOMIX)
 
     _guard_input(x, work, guard)
     t0 = clock[0]
+    _delay_block(work, n_frames, t0, p, *_delay_views(table, DELAY))
     _strips_pre_fader(work, n_frames, t0, p, cur, gain, gain_t, gain_prev, coef, z, dyn, k,
                      col_class, col_band, col_log, col_alpha, gain_alpha, meter_k, fs_hz, n_aux)
     if _automix_idle(p, am_ch):
@@ -174,15 +176,15 @@ def _console_block(x, out, direct, n_frames, f64, i64, f32, table):
     _strips_post_fader(work, n_frames, t0, gain, gain_t, gain_prev, gain_alpha, bus, aux, n_aux,
                       direct)
     # FX bus: aux 1 feeds the reverb, whose stereo return joins the mix bus
-    _reverb_block(aux[0:1], bus, n_frames, m, *_reverb_views(f64, i64, f32, table, REVERB))
-    _master_fader(bus, n_frames, t0, m, m_prev, *_master_views(f64, i64, f32, table, MASTER))
+    _reverb_block(aux[0:1], bus, n_frames, m, *_reverb_views(table, REVERB))
+    _master_fader(bus, n_frames, t0, m, m_prev, *_master_views(table, MASTER))
     _limiter_run(bus, n_frames, m[MS.limiter_on], m[MS.limiter_ceiling_dbtp],
-                 m[MS.limiter_release_ms], fs_hz, *_limiter_views(f64, i64, f32, table, LIMITER))
+                 m[MS.limiter_release_ms], fs_hz, *_limiter_views(table, LIMITER))
     master = bus[:, :n_frames]
-    _truepeak_run(master, n_frames, *_truepeak_views(f64, i64, f32, table, TRUEPEAK))
-    L._loudness_process(master, *L._loudness_views(f64, i64, f32, table, LOUDNESS))
-    M._peak_process(master, *M._peak_views(f64, i64, f32, table, PEAK))
-    M._correlation_process(master, *M._correlation_views(f64, i64, f32, table, CORRELATION))
+    _truepeak_run(master, n_frames, *_truepeak_views(table, TRUEPEAK))
+    L._loudness_process(master, *L._loudness_views(table, LOUDNESS))
+    M._peak_process(master, *M._peak_views(table, PEAK))
+    M._correlation_process(master, *M._correlation_views(table, CORRELATION))
     for n in range(n_frames):
         out[n, 0] = bus[0, n]
         out[n, 1] = bus[1, n]
@@ -263,19 +265,21 @@ class Console:
         self.n_aux = int(n_aux)
         fs, b, c = self.sample_rate_hz, self.block_size, self.n_channels
 
-        # every stage's state, in the kernel's stage order, in one arena (dsp/arena.py)
+        # every stage's state, in the kernel's stage order, in one table (dsp/arena.py)
         self._arena = Arena([
             EngineState.allocate(c, b, self.n_aux, fs), StripState.allocate(c, fs),
             AutomixState.allocate(c, fs), ReverbState.allocate(fs), MasterState.allocate(fs),
             LimiterState.allocate(fs), TruePeakState.allocate(2, fs),
             L.LoudnessState.allocate(fs, 2), M.PeakState.allocate(2, fs),
-            M.CorrelationState.allocate(fs)])
+            M.CorrelationState.allocate(fs), DelayState.allocate(c, fs)])
         (self._engine, self._strip, self._automix, self._reverb, self._master,
          self._limiter, self._truepeak, self._loud, self._peak_meter,
-         self._corr_meter) = self._arena.stages
+         self._corr_meter, self._delay) = self._arena.stages
+        self._table = self._arena.table
         e = self._engine
         self._p, self._m, self._m_prev = e.p, e.m, e.m_prev
         self._bus, self._aux, self._clock, self._guard = e.bus, e.aux, e.clock, e.guard
+        self._work = e.work
         self._tp = self._truepeak.state
         self._peak = self._peak_meter.state
         self._corr = self._corr_meter.state
@@ -348,8 +352,7 @@ class Console:
                              f"({frames} or more frames, {self.n_channels}, 2)")
 
     def _run(self, x, out, direct, n):
-        f64, i64, f32, table = self._arena.args
-        _console_block(x, out, direct, n, f64, i64, f32, table)
+        _console_block(x, out, direct, n, self._table)
 
     def reset(self) -> None:
         """Clear every audio state (filters, dynamics, reverb, meters, clock); keep parameters.
@@ -357,7 +360,7 @@ class Console:
         Call it when no block is being processed (the audio thread, or a stopped stream).
         """
         for st in (self._strip, self._automix, self._reverb, self._limiter, self._truepeak,
-                   self._loud, self._peak_meter, self._corr_meter, self._engine):
+                   self._loud, self._peak_meter, self._corr_meter, self._engine, self._delay):
             st.reset()
         self._master.reset(self._m)
 

@@ -1,32 +1,31 @@
-"""The latency profiler: run the engine and the auto-mix at a target's settings, time it.
+"""The latency profiler: run what a board runs, at its target's settings, and time it.
 
-``edgemix profile --target rpi4 --seconds 30 -o out/`` builds what the board runs, at the
-profile's sample rate, block size and channel count -- the console, the feature extractor,
-the model policy on the profile's model backend -- and runs them inside the real
-:class:`edgemix.rt.runner.Runner` (ring to the control path, control thread, GIL switch
-interval, SCHED_FIFO and pinning where allowed), so what is timed is what the board runs.
+``edgemix profile --target rpi4 --seconds 30 -o out/`` builds the session a board bundle
+for the target runs (``edgemix/app.py:session_for_target``: the profile's rate, block,
+channels, backend and the model the bundle ships, or the rule policy without one) and runs
+it through the one composition root, exactly as ``edgemix run`` does: the profile's live
+backend (JACK: the compiled process callback and its DSP worker; PortAudio: rtmixer's C
+callback) and the control path in its own process.  With no JACK server running and no
+sound card on the machine, a dummy-driver ``jackd`` is started for the run and the
+report says so (a PortAudio profile then runs on PortAudio's JACK host API); a loop player
+with a compiled callback plays a synthetic session into the inputs.
 
-Audio thread, every block:
+The timings come from timers inside what runs (like sushi's ``--timing-statistics``), not
+from wrappers: the runner's block timer (``block``: the whole ``Runner.process``) and stage
+timer (``dsp``: ``Console.process`` inside it), the JACK backend's cycle timer (``cycle``:
+from JACK's cycle start to our outputs written, as a share of the period), and the control
+loop's own timer in the control process (``features``, ``inference``, ``policy``,
+``control``; :data:`edgemix.rt.control.CONTROL_STAGES`).
 
-* ``dsp``: ``Console.process`` (strips, buses, reverb, limiter, meters);
-* ``block``: the runner's whole block (the console plus the hand-off of the input to the
-  control path's ring), the number that must fit the deadline;
-* ``response``: from the block's release (when a device would hand it over) to the end of
-  ``block``: adds the audio thread's wake-up latency (paced mode only).
+Misses are split: ``ours`` are blocks edgemix did not deliver in time (JACK: blocks played
+as silence because the worker was late, stale or dropped ones; PortAudio: blocks that took
+longer than a period), ``server`` the audio server's own xruns (a JACK server on a busy
+machine misses cycles with no client at fault: ``benchmarks/bench_jack.py`` runs a C-only
+reference server to show it).  ``path`` in the report says which path was timed.
 
-Control thread (the runner's control loop, every ``model.hop_ms`` of input):
-``features`` (``FeatureExtractor.process`` on the hop's frames, per call), ``inference``
-(the model backend's ``predict``), ``policy`` (the rest of the hop: proposal, automation,
-``Console.stage``) and ``control`` (the whole hop).
-
-Pacing: without ``--live`` the "device" is a stand-in backend whose thread releases the
-blocks of a synthetic session on the deadline grid (``k * block / rate`` from the start,
-sleeping and then spinning the last 0.3 ms), so the engine runs at the board's duty cycle
-and shares the CPU with the control thread the same way.  A block that ends after its
-release plus one period is a *deadline miss* (what a device with one period of slack would
-hear as an xrun).  ``--live`` uses the profile's backend (JACK or PortAudio) and adds the
-backend's own xrun count; the release time is not visible to a client, so there
-``response`` equals ``block``.
+``--paced`` keeps the stand-in device of earlier versions (a Python thread releasing blocks
+on the deadline grid, ``response`` = release to end) for a machine with no audio server
+at all; its control path is the same control process.
 
 Afterwards every inference backend that imports and has a model file is timed side by side
 on the same feature snapshot; what could not be profiled is listed with the reason.
@@ -46,16 +45,17 @@ from time import perf_counter_ns
 
 import numpy as np
 
-from edgemix.infer import model_files
 from edgemix.boardtools import profiles
+from edgemix.infer import model_files
 from edgemix.rt.backend import Backend
+from edgemix.rt.control import CONTROL_STAGES as _LOOP_STAGES
+from edgemix.rt.timing import PERCENTILES, stats_ms  # noqa: F401  (re-exported)
 
-#: Audio-thread stages, one column each in the per-block timing array.
+#: Audio-side stages, one column each in the per-block timing array.
 BLOCK_STAGES = ("dsp", "block", "response")
-#: Control-thread stages, one column each in the per-hop timing array (``features`` is
-#: timed per call: the control loop feeds the extractor up to each hop boundary).
-CONTROL_STAGES = ("inference", "policy", "control")
-PERCENTILES = (50.0, 95.0, 99.0, 99.9)
+#: Control-side stages per hop (the control loop's own timer), without ``features``
+#: (reported beside them: fed up to each hop boundary).
+CONTROL_STAGES = tuple(s for s in _LOOP_STAGES if s != "features")
 #: Spin (rather than sleep) for the last part of a wait: ``time.sleep`` overshoots by
 #: 50-100 us on a stock kernel, which would count against the block.
 SPIN_NS = 300_000
@@ -64,20 +64,6 @@ SPIN_NS = 300_000
 LOOP_S = 4.0
 
 PLOTS = ("latency_histogram.png", "timeline.png", "stages.png")
-
-
-def stats_ms(ns: np.ndarray) -> dict:
-    """p50/p95/p99/p99.9/max/mean of durations given in ns, in ms (empty -> zeros)."""
-    ns = np.asarray(ns, dtype=np.float64)
-    if ns.size == 0:
-        return {"n": 0, **{f"p{p:g}_ms": 0.0 for p in PERCENTILES}, "max_ms": 0.0,
-                "mean_ms": 0.0}
-    q = np.percentile(ns, PERCENTILES) / 1e6
-    out = {"n": int(ns.size)}
-    out.update({f"p{p:g}_ms": float(v) for p, v in zip(PERCENTILES, q)})
-    out["max_ms"] = float(ns.max() / 1e6)
-    out["mean_ms"] = float(ns.mean() / 1e6)
-    return out
 
 
 def load_backends(models_dir: Path) -> tuple[dict, list[dict]]:
@@ -120,7 +106,6 @@ class PacedBackend(Backend):
     deadline grid and records each block's release and end (``perf_counter_ns``)."""
 
     name = "paced"
-    wants_rt_thread = True
 
     def __init__(self, x: np.ndarray, sample_rate_hz: float, block_size: int):
         super().__init__(x.shape[1], sample_rate_hz, block_size)
@@ -166,224 +151,276 @@ class PacedBackend(Backend):
             self._thread = None
 
 
-def _time_method(obj, name: str, times: np.ndarray, count: np.ndarray) -> None:
-    """Replace ``obj.name`` (an instance attribute shadowing the method) by a version that
-    stores each call's duration in ``times[count[0]]``; no allocation per call."""
-    inner = getattr(obj, name)
-
-    def timed(*args, **kw):
-        t = perf_counter_ns()
-        r = inner(*args, **kw)
-        i = count[0]
-        if i < times.shape[0]:
-            times[i] = perf_counter_ns() - t
-            count[0] = i + 1
-        return r
-    setattr(obj, name, timed)
+def _has_sound_card() -> bool:
+    """Whether the kernel knows an audio device (ALSA's card list)."""
+    try:
+        text = Path("/proc/asound/cards").read_text()
+    except OSError:
+        return False
+    return bool(text.strip()) and "no soundcards" not in text
 
 
-def _run_in_runner(prof, console, features, policy, model_backend, backend, seconds, rt):
-    """Run ``backend`` through the real runner with timing wrappers; the raw timings."""
-    from edgemix.rt.runner import Runner
-    period_s = prof.block_size / prof.sample_rate_hz
-    cap = int(seconds / period_s * 1.5) + 4096
-    hops = int(seconds * 1000.0 / prof.hop_ms * 4) + 64
-    t = {"dsp": np.zeros(cap, np.int64), "block": np.zeros((cap, 2), np.int64),
-         "features": np.zeros(hops * 8, np.int64), "inference": np.zeros(hops, np.int64),
-         "control": np.zeros((hops, 2), np.int64)}
-    n = {k: np.zeros(1, np.int64) for k in t}
+class _Server:
+    """The JACK server a live profile runs on: the one running, or a dummy we start."""
 
-    class TimedRunner(Runner):
-        def process(self, x, out):  # audio thread: one row per block
-            t0 = perf_counter_ns()
-            super().process(x, out)
-            i = n["block"][0]
-            if i < cap:
-                t["block"][i] = (t0, perf_counter_ns())
-                n["block"][0] = i + 1
+    def __init__(self, prof, name: str | None, rt: bool):
+        from edgemix.rt import jack_tools
+        self.name = name or os.environ.get("JACK_DEFAULT_SERVER") or None
+        self.started = False
+        self._ctx = None
+        if jack_tools.server_running(self.name):
+            self.note = f"the running JACK server {self.name or 'default'!r}"
+            return
+        if _has_sound_card():
+            raise ValueError(f"no JACK server {self.name or 'default'!r} is running: start "
+                             "the board's (systemctl start edgemix-jack) or jackd, pass "
+                             "--server NAME, or profile without a server with --paced")
+        if not jack_tools.have_jackd():
+            raise ValueError("no JACK server is running, no sound card, and no jackd to start "
+                             "a dummy one: apt-get install jackd2, or use --paced")
+        self._ctx = jack_tools.jack_server(
+            rate=prof.sample_rate_hz, period=prof.block_size, capture=prof.n_channels,
+            playback=2, sync=False, rt_priority=80 if rt else None, prefix="edgemix-profile")
+        self.name = self._ctx.__enter__()
+        self.started = True
+        self.note = (f"a dummy-driver JACK server {self.name!r} started for this profile "
+                     f"(no JACK server was running and this machine has no sound card)")
 
-    _time_method(console, "process", t["dsp"], n["dsp"])
-    if features is not None:
-        _time_method(features, "process", t["features"], n["features"])
-    if model_backend is not None:
-        _time_method(model_backend, "predict", t["inference"], n["inference"])
-    # the profile's audio core where this machine has it, else the runner's choice
-    here = os.sched_getaffinity(0)
-    cpu = next((c for c in prof.audio_cores if c in here), None)
-    runner = TimedRunner(console, backend, policy=policy, features=features,
-                         hop_s=prof.hop_ms / 1000.0, rt_priority=rt, cpu=cpu)
-    if runner.control is not None:
-        control = runner.control
-        step = control.step
-
-        def timed_step():  # control thread: one row per hop (whole hop, inference in it)
-            i0 = n["inference"][0]
-            t0 = perf_counter_ns()
-            r = step()
-            i = n["control"][0]
-            if i < hops:
-                inf = int(t["inference"][i0:n["inference"][0]].sum())
-                t["control"][i] = (perf_counter_ns() - t0, inf)
-                n["control"][0] = i + 1
-            return r
-        control.step = timed_step
-
-    start = backend.start
-    armed = []
-
-    def armed_start():  # count the stream's calls only, not the runner's warm-up calls
-        if not armed:   # (a restart after a lost device keeps counting)
-            for k in n:
-                n[k][0] = 0
-            armed.append(True)
-        start()
-    backend.start = armed_start
-    stats = runner.run(duration_s=None if isinstance(backend, PacedBackend) else seconds)
-    for obj, name in ((console, "process"), (features, "process"), (model_backend, "predict")):
-        if obj is not None and name in vars(obj):
-            delattr(obj, name)
-    k = int(min(n["dsp"][0], n["block"][0]))
-    blk = t["block"][:k]
-    times = np.zeros((k, len(BLOCK_STAGES)), np.int64)
-    times[:, 0] = t["dsp"][:k]
-    times[:, 1] = blk[:, 1] - blk[:, 0]
-    if isinstance(backend, PacedBackend):
-        k = min(k, backend.done)
-        times = times[:k]
-        times[:, 2] = backend.end[:k] - backend.release[:k]
-        release = backend.release[:k] - (backend.release[0] if k else 0)
-    else:
-        times[:, 2] = times[:, 1]
-        release = blk[:, 0] - (blk[0, 0] if k else 0)
-    h = int(n["control"][0])
-    ctl = np.zeros((h, len(CONTROL_STAGES)), np.int64)
-    ctl[:, 0] = t["control"][:h, 1]
-    ctl[:, 2] = t["control"][:h, 0]
-    ctl[:, 1] = ctl[:, 2] - ctl[:, 0]
-    return {"times": times, "release": release, "control": ctl,
-            "features": t["features"][:int(n["features"][0])], "runner": stats,
-            "rt": runner.rt_status,
-            "control_stats": runner.control.stats() if runner.control is not None else None}
+    def close(self) -> None:
+        if self._ctx is not None:
+            self._ctx.__exit__(None, None, None)
+            self._ctx = None
 
 
-def run_profile(target, seconds: float = 10.0, *, models_dir=None, live: bool = False,
-                seed: int = 1, control: bool = True, rt: bool = True) -> dict:
+def _wire_player(server: str, audio: np.ndarray, pattern: str, stop: threading.Event,
+                 out: dict) -> None:
+    """Wait for edgemix's input ports on ``server``, connect a loop player playing
+    ``audio`` to them (only to them) and start it."""
+    from edgemix.rt import jack_tools
+    try:
+        ins = jack_tools.wait_for_ports(server, pattern, audio.shape[1], timeout_s=600)
+        ins = sorted(ins, key=lambda n: int(n.rsplit("_", 1)[1]))[:audio.shape[1]]
+        player = jack_tools.LoopPlayer(server, audio, name="edgemix-profile-player")
+        out["player"] = player
+        c = player.client
+        for i, port in enumerate(ins):
+            for other in c.get_all_connections(port):
+                c.disconnect(other, port)
+            jack_tools.connect(c, player.ports[i], port)
+        player.start()
+        out["wired"] = len(ins)
+    except Exception as e:  # the profile goes on with the server's own inputs
+        out["error"] = f"{e.__class__.__name__}: {e}"
+
+
+def run_profile(target, seconds: float = 10.0, *, models_dir=None, paced: bool = False,
+                seed: int = 1, control: bool = True, rt: bool = True,
+                server: str | None = None, say=None) -> dict:
     """Profile ``target`` for ``seconds`` of audio; returns the result dict (see module doc).
 
-    The raw per-block and per-hop timings are kept under the ``_raw`` key for the plots.
+    ``say(line)`` is told what the profile starts (a dummy JACK server).  The raw
+    per-block and per-hop timings are kept under the ``_raw`` key for the plots.
     """
-    from edgemix.console import Console
+    import dataclasses
+    from edgemix import app
     from edgemix.rt.synthetic import render_synthetic
     if not (0.1 <= float(seconds) <= 3600):
         raise ValueError(f"--seconds {seconds}: use 0.1 .. 3600")
     prof = profiles.load(target)
     fs, block, n_ch = prof.sample_rate_hz, prof.block_size, prof.n_channels
-    skipped: list[dict] = []
     models_dir = Path(models_dir) if models_dir else Path(__file__).resolve().parents[1] / "models"
-
-    console = Console(sample_rate_hz=fs, block_size=block, n_channels=n_ch, n_aux=prof.n_aux)
-    features = policy = None
-    backends, primary = {}, None
-    if control:
-        try:
-            from edgemix.features import FeatureExtractor
-            features = FeatureExtractor(fs, n_ch, hop_ms=prof.hop_ms)
-        except ImportError as e:
-            skipped.append({"what": "features", "why": f"edgemix.features not importable ({e})"})
-        backends, skipped_inf = load_backends(models_dir)
-        skipped += skipped_inf
-        primary = _pick_primary(backends, prof)
-        if primary is not None and features is not None:
-            try:
-                from edgemix.automix.model_policy import ModelPolicy
-                policy = ModelPolicy(backends[primary])
-            except ImportError as e:
-                skipped.append({"what": "policy", "why": f"model policy not importable ({e})"})
-        elif features is not None:
-            skipped.append({"what": "policy (inference on the control thread)",
-                            "why": "no loadable model backend"})
-    else:
-        skipped.append({"what": "control thread", "why": "--no-control"})
-
+    session, skipped = app.session_for_target(prof, models_dir)
+    if not control:
+        session = dataclasses.replace(session, model=dataclasses.replace(
+            session.model, policy="none"))
+        skipped.append({"what": "control process", "why": "--no-control"})
+    elif session.model.policy != "model":
+        skipped.append({"what": "model policy (inference in the control process)",
+                        "why": "no loadable model file: the rule policy runs, as a bundle "
+                               "without a model would"})
     n_blocks = max(1, int(seconds * fs) // block)
-    if live:
-        if prof.backend == "jack":
-            from edgemix.rt.jack_backend import JackBackend
-            device = JackBackend(n_ch, fs, block)
+    loop, roles = render_synthetic(n_ch, fs, min(LOOP_S, n_blocks * block / fs), seed)
+    input_desc = f"synthetic session (edgemix.rt.synthetic, seed {seed}): " + ", ".join(roles)
+
+    srv, wiring, stop_wire, backend = None, {}, threading.Event(), None
+    path = {"mode": "paced" if paced else "live", "composition": "edgemix.app.build_runner"}
+    try:
+        if paced:
+            reps = -(-n_blocks * block // loop.shape[0])
+            x = np.ascontiguousarray(np.tile(loop, (reps, 1))[:n_blocks * block], np.float32)
+            backend = PacedBackend(x, fs, block)
+            path.update(backend="paced", callback="a Python thread releasing blocks on the "
+                        "deadline grid (--paced)", server=None)
         else:
-            from edgemix.rt.portaudio_backend import RtmixerBackend
-            device = RtmixerBackend(n_ch, fs, block, ring_blocks=prof.periods)
-        input_desc = "the live server's inputs"
-    else:
-        # The built-in generator's loop, repeated: rendering a long session with the
-        # richer export.synth would cost more than the profile itself.
-        loop, roles = render_synthetic(n_ch, fs, min(LOOP_S, n_blocks * block / fs), seed)
-        reps = -(-n_blocks * block // loop.shape[0])
-        x = np.ascontiguousarray(np.tile(loop, (reps, 1))[:n_blocks * block], np.float32)
-        device = PacedBackend(x, fs, block)
-        input_desc = (f"synthetic session (edgemix.rt.synthetic, seed {seed}): "
-                      + ", ".join(roles))
+            srv = _Server(prof, server, rt)
+            if srv.started and say is not None:
+                say(f"edgemix profile: {srv.note}")
+            if prof.backend == "portaudio":
+                pattern = "PortAudio.*:in_"
+                if srv.started:  # PortAudio's JACK host API, on the server we started
+                    os.environ["JACK_DEFAULT_SERVER"] = srv.name
+                    session = dataclasses.replace(session, backend=dataclasses.replace(
+                        session.backend, device="system"))
+                path.update(backend="portaudio", callback="rtmixer's C callback (PortAudio "
+                            "JACK host API)" if srv.started else "rtmixer's C callback",
+                            server=srv.note)
+            else:
+                pattern = f"{session.backend.client_name}:in_"
+                session = dataclasses.replace(session, backend=dataclasses.replace(
+                    session.backend, auto_connect=not srv.started))
+                path.update(backend="jack", callback="the compiled JACK process callback "
+                            "(Numba cfunc) and its DSP worker", server=srv.note)
+            if srv.started:
+                threading.Thread(target=_wire_player, args=(srv.name, loop, pattern,
+                                                             stop_wire, wiring),
+                                 daemon=True, name="edgemix-profile-wiring").start()
+                input_desc = "a loop player (compiled callback) playing the " + input_desc
+            else:
+                input_desc = "the running server's inputs"
+        here = os.sched_getaffinity(0)
+        cpu = next((c for c in prof.audio_cores if c in here), None)
+        try:
+            runner, session = app.build_runner(
+                session, server=srv.name if srv else None, rt_priority=rt, backend=backend,
+                cpu=cpu)
+        except Exception as e:
+            raise ValueError(str(e).splitlines()[0]) from None
+        if runner.control is not None:
+            path["control"] = ("the control process (features, policy, automation in its "
+                               "own interpreter)" if hasattr(runner.control, "recipe")
+                               else "the control loop in this process")
+        else:
+            path["control"] = None
+        cpu0, wall0 = os.times(), time.perf_counter()
+        stats = runner.run(duration_s=None if paced else seconds)
+        cpu1, wall1 = os.times(), time.perf_counter()
+        backend = runner.backend
+        info = backend.info()
+    finally:
+        stop_wire.set()
+        if wiring.get("player") is not None:
+            try:
+                wiring["player"].close()
+            except Exception:
+                pass
+        if srv is not None:
+            srv.close()
+    if wiring.get("error"):
+        skipped.append({"what": "loop player", "why": wiring["error"]})
 
-    cpu0, wall0 = os.times(), time.perf_counter()
-    raw = _run_in_runner(prof, console, features, policy,
-                         backends.get(primary) if policy is not None else None, device,
-                         seconds, rt)
-    cpu1, wall1 = os.times(), time.perf_counter()
-    times = raw["times"]
-
+    blocks = runner.timer.rows()
+    dsp = runner.stage_timer.rows()[:, 0]
+    k = min(blocks.shape[0], dsp.shape[0])
+    if isinstance(backend, PacedBackend):
+        k = min(k, backend.done)
+    times = np.zeros((k, len(BLOCK_STAGES)), np.int64)
+    times[:, 0] = dsp[-k:] if k else 0
+    times[:, 1] = (blocks[-k:, 1] - blocks[-k:, 0]) if k else 0
     period_ns = block * 1e9 / fs
+    if isinstance(backend, PacedBackend):
+        times[:, 2] = backend.end[:k] - backend.release[:k]
+        release = backend.release[:k] - (backend.release[0] if k else 0)
+        ours = int(np.sum(times[:, 2] > period_ns))
+        server_xruns = 0
+    else:
+        times[:, 2] = times[:, 1]
+        release = blocks[-k:, 0] - (blocks[-k, 0] if k else 0)
+        if path["backend"] == "jack":
+            ours = int(info.get("missed", 0) + info.get("stale", 0) + info.get("overflows", 0))
+            server_xruns = int(info.get("server_xruns", 0))
+        else:
+            ours = int(np.sum(times[:, 1] > period_ns))
+            server_xruns = int(info.get("xruns", 0))
     wall = wall1 - wall0
-    cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
-    misses = int(np.sum(times[:, 2] > period_ns))
-    backend_xruns = int(device.xruns)
+    cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    policy = runner.control.recipe["kind"] if hasattr(runner.control, "recipe") else (
+        type(runner.policy).__name__ if runner.policy is not None else None)
     result = {
         "target": prof.name, "description": prof.description,
-        "mode": "live" if live else "paced",
+        "mode": path["mode"], "path": path,
         "settings": {"sample_rate_hz": fs, "block_size": block, "periods": prof.periods,
                      "n_channels": n_ch, "n_aux": prof.n_aux, "hop_ms": prof.hop_ms,
-                     "backend": prof.backend, "model_format": prof.model_format},
+                     "backend": prof.backend, "model_format": prof.model_format,
+                     "ring_blocks": info.get("ring_blocks")},
         "deadline_ms": period_ns / 1e6,
         "seconds": times.shape[0] * block / fs, "n_blocks": int(times.shape[0]),
         "stages": {s: stats_ms(times[:, i]) for i, s in enumerate(BLOCK_STAGES)},
-        "audio_thread": raw["rt"],
-        "deadline_misses": misses,
-        "backend_xruns": backend_xruns,
-        "xruns": misses + backend_xruns,
-        "cpu": {"process_percent_of_one_core": 100.0 * cpu / wall if wall > 0 else 0.0,
+        "audio_thread": stats["rt"],
+        "misses": {"ours": ours, "server": server_xruns},
+        "deadline_misses": ours,
+        "backend_xruns": server_xruns,
+        "xruns": ours + server_xruns,
+        "cpu": {"process_percent_of_one_core": 100.0 * cpu_s / wall if wall > 0 else 0.0,
                 "audio_thread_load_percent": 100.0 * float(times[:, 1].sum()) /
                 (max(times.shape[0], 1) * period_ns),
                 "block_p99_share_of_deadline": stats_ms(times[:, 1])["p99_ms"] * 1e6
                 / period_ns},
-        "control": None, "inference": {}, "primary_backend": primary, "skipped": skipped,
-        "runner": raw["runner"], "backend": device.info(),
+        "control": None, "inference": {}, "primary_backend": None, "skipped": skipped,
+        "runner": stats, "backend": info,
         "host": {"machine": platform.machine(), "python": platform.python_version(),
                  "cpus": os.cpu_count(), "node": platform.node()},
         "input": input_desc,
+        "model": {"policy": session.model.policy, "path": session.model.path,
+                  "backend": session.model.backend},
     }
-    ctl = raw["control"]
-    if raw["control_stats"] is not None:
-        result["control"] = {"hops": int(ctl.shape[0]), "backend": primary,
-                             "policy_class": type(policy).__name__ if policy else None,
-                             "errors": raw["control_stats"]["errors"],
-                             "last_error": raw["control_stats"]["last_error"],
-                             "features": stats_ms(raw["features"]),
-                             **{s: stats_ms(ctl[:, i]) for i, s in enumerate(CONTROL_STAGES)}}
-    result["inference"] = time_backends(backends, features, n_ch)
-    result["_raw"] = {"times": times, "release": raw["release"], "control": ctl}
+    if path["backend"] == "jack":
+        cyc = info.get("cycle_share", {})
+        result["stages"]["cycle"] = {"p50_share": cyc.get("p50", 0.0),
+                                     "p99_share": cyc.get("p99", 0.0),
+                                     "max_share": cyc.get("max", 0.0),
+                                     "late": info.get("cycle_late", 0)}
+    ctl_stats = stats.get("control")
+    ctl_rows = np.zeros((0, len(_LOOP_STAGES)), np.int64)
+    if ctl_stats is not None:
+        rows = getattr(runner.control, "final", {}).get("timing_rows")
+        if rows is None and hasattr(runner.control, "timer"):
+            rows = runner.control.timer.rows()
+        if rows is not None:
+            ctl_rows = rows
+        timing = {s: stats_ms(ctl_rows[:, i]) for i, s in enumerate(_LOOP_STAGES)}
+        result["control"] = {"hops": int(ctl_stats["hops"]),
+                             "process": bool(ctl_stats.get("process", False)),
+                             "policy": policy, "policy_class": _policy_class(policy),
+                             "backend": session.model.backend if policy == "model" else None,
+                             "errors": ctl_stats["errors"],
+                             "last_error": ctl_stats.get("last_error"), **timing}
+    # each backend side by side, on a snapshot of the same input (features here)
+    backends, skipped_inf = load_backends(models_dir)
+    skipped += skipped_inf
+    result["primary_backend"] = _pick_primary(backends, prof)
+    result["inference"] = time_backends(backends, _snapshot(loop, fs, prof.hop_ms), n_ch)
+    result["_raw"] = {"times": times, "release": release,
+                      "control": ctl_rows[:, [1, 2, 3]] if ctl_rows.size else
+                      np.zeros((0, 3), np.int64)}
     return result
 
 
-def time_backends(backends: dict, features, n_channels: int, calls: int = 200) -> dict:
-    """Each backend's ``predict`` on the same snapshot, ``calls`` times (after one warm-up)."""
+def _policy_class(kind):
+    return {"model": "ModelPolicy", "rules": "RulePolicy"}.get(kind, kind)
+
+
+def _snapshot(x: np.ndarray, fs: float, hop_ms: float):
+    """A feature snapshot of ``x`` (the profile's input), for timing the backends."""
+    try:
+        from edgemix.features import FeatureExtractor
+    except ImportError:
+        return None
+    fx = FeatureExtractor(fs, x.shape[1], hop_ms=hop_ms)
+    fx.process(x)
+    return fx.snapshot()
+
+
+def time_backends(backends: dict, snapshot, n_channels: int, calls: int = 200) -> dict:
+    """Each backend's ``predict`` on the same snapshot (``(n_channels, F)`` or None:
+    zeros), ``calls`` times (after one warm-up)."""
     if not backends:
         return {}
     from edgemix.infer import MAX_CHANNELS
     out = {}
     for label, b in backends.items():
         feat = np.zeros((MAX_CHANNELS, b.n_features), np.float32)
-        if features is not None:
-            snap = features.snapshot()
-            feat[:n_channels] = snap[:, :b.n_features]
+        if snapshot is not None:
+            feat[:n_channels] = snapshot[:, :b.n_features]
         mask = np.zeros(MAX_CHANNELS, np.float32)
         mask[:n_channels] = 1.0
         b.predict(feat, mask)
@@ -402,14 +439,15 @@ def summary_markdown(r: dict) -> str:
     s = r["settings"]
     lines = [
         f"# edgemix latency profile: {r['target']}", "",
-        f"{r['description']}. Mode: **{r['mode']}** "
-        f"({'blocks released on the deadline grid' if r['mode'] == 'paced' else 'live backend'}"
-        f"), {r['seconds']:.2f} s of audio, {r['n_blocks']} blocks.", "",
+        f"{r['description']}. Mode: **{r['mode']}**: {r['path']['backend']} "
+        f"({r['path']['callback']}); control: {r['path']['control'] or 'none'}; server: "
+        f"{r['path']['server'] or 'none'}. {r['seconds']:.2f} s of audio, "
+        f"{r['n_blocks']} blocks; input: {r['input']}.", "",
         f"- {s['sample_rate_hz']} Hz, {s['block_size']} frames x {s['periods']} periods, "
         f"{s['n_channels']} channels, {s['n_aux']} aux, backend {s['backend']}",
         f"- deadline per block: **{r['deadline_ms']:.3f} ms**",
-        f"- deadline misses: **{r['deadline_misses']}**, xruns: **{r['xruns']}** "
-        f"({r['backend_xruns']} reported by the backend)",
+        f"- misses: **{r['misses']['ours']} ours** (blocks edgemix did not deliver in time), "
+        f"**{r['misses']['server']} the server's** (its own xruns)",
         f"- audio thread: {r['audio_thread']}",
         f"- CPU: audio thread {r['cpu']['audio_thread_load_percent']:.1f} % of its deadline "
         f"budget; whole process {r['cpu']['process_percent_of_one_core']:.1f} % of one core",
@@ -419,12 +457,20 @@ def summary_markdown(r: dict) -> str:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, st in r["stages"].items():
+        if name == "cycle":
+            continue
         lines.append(f"| {name} | {st['p50_ms']:.3f} | {st['p95_ms']:.3f} | {st['p99_ms']:.3f}"
                      f" | {st['p99.9_ms']:.3f} | {st['max_ms']:.3f} | "
                      f"{st['max_ms'] / r['deadline_ms']:.2f} |")
+    if "cycle" in r["stages"]:
+        c = r["stages"]["cycle"]
+        lines += ["", f"JACK cycle (JACK's cycle start to our outputs written), share of the "
+                  f"period: p50 {c['p50_share']:.3f}, p99 {c['p99_share']:.3f}, max "
+                  f"{c['max_share']:.3f}; late cycles {c['late']}."]
     if r["control"]:
         c = r["control"]
-        lines += ["", f"## Control thread ({c['hops']} hops, policy {c['policy_class']}, backend "
+        lines += ["", f"## Control {'process' if c['process'] else 'loop'} ({c['hops']} hops, "
+                  f"policy {c['policy_class']}, backend "
                   f"{c['backend']}, {c['errors']} errors) (ms)", "",
                   "| stage | calls | p50 | p99 | max |",
                   "|---|---:|---:|---:|---:|"]
@@ -522,6 +568,8 @@ def write_plots(r: dict, out_dir: Path) -> list[Path]:
     ax = fig.add_subplot()
     labels, p50, p99, mx = [], [], [], []
     for name, st in r["stages"].items():
+        if name == "cycle":  # shares of the period, not ms
+            continue
         labels.append(name)
         p50.append(st["p50_ms"]), p99.append(st["p99_ms"]), mx.append(st["max_ms"])
     if r["control"]:

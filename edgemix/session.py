@@ -55,7 +55,7 @@ _SECTIONS = ("session", "backend", "model", "master", "channels", "buses", "cont
 _SESSION_KEYS = ("sample_rate_hz", "block_size", "name", "loudness_target_lufs")
 _BACKEND_KEYS = ("kind", "device", "client_name", "auto_connect", "ring_blocks", "inputs",
                  "output", "stems_dir", "paced", "duration_s", "seed", "n_channels")
-_MODEL_KEYS = ("policy", "path", "backend", "hop_ms")
+_MODEL_KEYS = ("policy", "path", "backend", "hop_ms", "align")
 _CHANNEL_KEYS = ("name", "input", "role", "colour", "automation")
 #: Programme loudness targets a session may name (``session.loudness_target_lufs``), LUFS
 #: integrated (ITU-R BS.1770-4):
@@ -161,6 +161,7 @@ class ModelConfig:
     path: str = ""
     backend: str = "numpy"
     hop_ms: float = 100.0           # control thread period
+    align: bool = False             # live polarity/delay alignment (automix/prep/live.py)
 
 
 @dataclass(frozen=True)
@@ -427,6 +428,7 @@ def parse_session(data: Mapping[str, Any], path: str = "session.toml") -> Sessio
         path=str(base / m["path"]) if _str(w, "path", m.get("path", "")) else "",
         backend=_choice(w, "backend", m.get("backend", "numpy"), MODEL_BACKENDS),
         hop_ms=_num(w, "hop_ms", m.get("hop_ms", 100.0), 10.0, 10000.0),
+        align=_bool(w, "align", m.get("align", False)),
     )
     if model.policy == "model" and not model.path:
         _fail(w, "policy = \"model\" needs path = \"models/<file>\"")

@@ -31,6 +31,8 @@ def _random_settings(rng):
         comp_release_ms=rng.uniform(40, 300), comp_makeup_db=rng.uniform(0, 6),
         comp_detector_rms=float(rng.integers(2)),
         fader_db=rng.uniform(-20, 3), pan=rng.uniform(-1, 1),
+        # whole samples, short fractional (fewer taps) and full-length fractional delays
+        delay_ms=float(rng.choice([0.0, 7.0 / 48, rng.uniform(0.01, 0.3), rng.uniform(1, 20)])),
     )
 
 
@@ -84,9 +86,9 @@ def _scenario(block, n=3 * 4352):
     x = _signal(n, n_ch, seed=5)
     x[1000:1003, 1] = np.nan
     moves = {4352: [(0, "fader_db", -40.0), (1, "eq2_gain_db", 12.0), (2, "hpf_hz", 400.0),
-                    (3, "comp_on", 0.0), (0, "pan", 1.0)],
+                    (3, "comp_on", 0.0), (0, "pan", 1.0), (1, "delay_ms", 2.345)],
              8704: [(0, "fader_db", 0.0), (3, "comp_on", 1.0), (1, "eq_on", 0.0),
-                    (2, "aux1_pre", 1.0)]}
+                    (2, "aux1_pre", 1.0), (2, "delay_ms", 0.0), (1, "delay_ms", 0.5)]}
     out, aux = [], []
     pos = 0
     while pos < n:
@@ -154,6 +156,7 @@ def test_no_allocation_in_the_block_path():
         c.set_channel(ch, "comp_ratio", 3.0)
         c.set_channel(ch, "aux1_send_db", -10.0)
         c.set_channel(ch, "gate_on", 1.0)
+        c.set_channel(ch, "delay_ms", 0.0 if ch % 3 == 0 else 0.37 * ch)
     x = _signal(frames, 32)
     out = np.empty((frames, 2), np.float32)
     c.warmup()

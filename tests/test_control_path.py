@@ -11,7 +11,7 @@ import soundfile as sf
 
 from edgemix import params as P
 from edgemix.automix.master import MasterLoudness
-from edgemix.automix.policy import Automation
+from edgemix.automix.policy import Automation, blend
 from edgemix.automix.rules import RulePolicy
 from edgemix.console import Console
 from edgemix.features import FeatureExtractor
@@ -19,7 +19,7 @@ from edgemix.rt.backend import Backend
 from edgemix.app import build_runner
 from edgemix.rt.offline import OfflineBackend
 from edgemix.rt.runner import Runner
-from edgemix.rt.control import TRIM_SNAP_DOWN_DB
+from edgemix.rt.control import FIRST_PROPOSAL_JUMPS, TRIM_SNAP_DOWN_DB
 from edgemix.rt.synthetic import SyntheticSource
 from edgemix.session import load_session
 
@@ -77,11 +77,20 @@ def synchronous_reference(session, x):
     last_block_start = (x.shape[0] - 1) // bs * bs
     params, clocks, masters = [], [], []
     master = session.master_params()
+    proposed = np.zeros((n, P.N_CH), dtype=bool)
     target = MasterLoudness(session.loudness_target_lufs, person=tuple(session.master))
     for k in range(1, last_block_start // hop + 1):
         fe.process(x[(k - 1) * hop:k * hop])
         snap = fe.snapshot()
         prop = policy.propose(snap)
+        # trims and faders take their first proposal whole (issue 10)
+        for name in FIRST_PROPOSAL_JUMPS:
+            j = getattr(P.CH, name)
+            first = np.isfinite(prop.values[:, j]) & ~proposed[:, j] & ~auto.locked[:, j]
+            v = np.where(first[:, None] & (np.arange(P.N_CH) == j), prop.values, np.nan)
+            auto.targets[first, j] = blend(auto.manual, v, auto.level, auto.locked)[first, j]
+            auto._smooth[first, j] = np.nan
+        proposed |= np.isfinite(prop.values)
         # a trim far above what is now proposed starts from the proposal (issue 10)
         j = P.CH.trim_db
         down = np.isfinite(prop.values[:, j]) & \

@@ -184,3 +184,15 @@ def test_master_proposals_only_where_no_person_set_it():
     assert d.get("master", "master_fader_db") == 0.0
     assert d.get("master", "reverb_return_db") == -4.0
     assert d.owner("master", "reverb_return_db") == AUTO
+    assert [c.param for c in d.release("master", "master_fader_db")] == ["master_fader_db"]
+    d.propose(prop)
+    assert d.get("master", "master_fader_db") == -5.0
+
+
+def test_the_recognised_role_and_explanations_reach_the_snapshot():
+    d = Desk(2, roles=["other", "kick"])
+    d.propose(proposal(2, hpf_hz=80.0), recognised=[("bass", 0.81), None])
+    snap = d.snapshot()["channels"]
+    assert (snap[0]["recognised_role"], snap[0]["role_probability"]) == ("bass", 0.81)
+    assert snap[1]["recognised_role"] is None and snap[1]["role"] == "kick"
+    assert snap[0]["explanations"]["hpf_hz"] == "hpf_hz because"

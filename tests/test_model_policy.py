@@ -208,5 +208,5 @@ def test_make_policy_hands_the_sessions_roles_to_the_model():
         default_session(0), channels_given=True,
         channels=(ChannelConfig(name="gtr", input=1, role="guitar"),
                   ChannelConfig(name="x", input=2)))
-    pol = make_policy("model", session)
+    pol = make_policy("model", [c.role for c in session.channels], session.model)
     assert pol.role_hints == ("guitar", None)

@@ -193,3 +193,41 @@ def test_the_teachers_targets_are_the_ones_the_sentences_state():
     from export import teacher
     assert reasons.MIX_TILT_DB_PER_OCT == teacher.MIX_TILT_DB_PER_OCT
     assert reasons.MASK_MARGIN_DB == teacher.MASK_MARGIN_DB
+
+
+def test_the_control_loop_says_the_automation_level_where_it_applies():
+    """Through the control loop (what `edgemix mix` and a live run step): a channel at half
+    automation says what its sentences blend with; gain sharing, offered to the talkers,
+    states its level; the recognition and the master's sentence are kept for the report."""
+    from edgemix.automix import make_policy
+    from edgemix.console import Console
+    from edgemix.rt.control import build_control_loop
+    from edgemix.session import default_session
+    syn = synth_session(2, seconds=6.0, n_channels=4, kind="speech")
+    n = syn.n_channels
+    console = Console(syn.sample_rate_hz, 1200, n, 2)
+    fx = FeatureExtractor(syn.sample_rate_hz, n)
+    loop = build_control_loop(console, make_policy("model", default_session(n)), fx,
+                              automation=[0.5] + [1.0] * (n - 1))
+    for t in range(0, syn.stems.shape[0] - 1200, 1200):
+        loop.push(np.ascontiguousarray(syn.stems[t:t + 1200]))
+        loop.advance()
+    assert loop.errors == 0 and loop.updates > 0
+    half = loop.last_explanations[0]
+    assert half and all("automation 50 %: blended with your" in t for t in half.values())
+    talkers = [c for c, r in enumerate(loop.last_recognition) if r["role"] == "speech"]
+    assert talkers
+    for c in talkers:
+        if c:
+            assert loop.last_explanations[c]["automix_on"].endswith("automation 100 %")
+    assert "loudness target is -18 LUFS" in loop.last_master_explanations["master_fader_db"]
+
+
+def test_the_sentences_shares_are_the_rules():
+    from edgemix.automix.reasons import shares_above
+    from edgemix.automix.rules import share_above_hz
+    bands = np.random.default_rng(5).uniform(-60.0, 0.0, (6, F.N_BANDS))
+    bands[5] = F.FLOOR_DB - 1e3                            # silence: no energy anywhere
+    for hz in (100.0, 250.0, 2000.0, 4000.0):
+        np.testing.assert_allclose(shares_above(bands, hz),
+                                   [share_above_hz(b, hz) for b in bands], atol=1e-12)

@@ -162,6 +162,9 @@ def test_sets_go_through_the_desk_as_the_persons(osc):
     c.sync()
     assert c.ask("/edgemix/ch/03/owner/hpf_hz")[1] == ["auto"]
     assert c.ask("/edgemix/ch/03/auto/hpf")[1] == [1]
+    assert c.ask("/edgemix/master/owner/master_fader_db")[1] == ["person"]
+    c.send("/edgemix/master/auto", "all")
+    assert c.ask("/edgemix/master/owner/master_fader_db")[1] == ["auto"]
 
 
 def test_a_value_beyond_our_console_is_clamped_and_the_sender_told(osc):
@@ -205,6 +208,14 @@ def test_xremote_echo_reaches_the_others_not_the_sender(osc):
     assert not [m for m in c.drain() if m[0] == "/ch/02/mix/fader"]
     d.set(1, "pan", 0.5, source="web")                              # another surface
     assert ("/ch/01/mix/pan", [pytest.approx(0.75)]) in other.drain()
+    units = Client(server.port)
+    units.send("/edgemix/xremote")
+    units.sync()
+    d.set(2, "hpf_hz", 99.0, source="web")
+    got = units.drain()
+    assert ("/edgemix/ch/02/hpf_hz", [pytest.approx(99.0)]) in got
+    assert ("/edgemix/ch/02/owner/hpf_hz", ["person"]) in got
+    assert got[-1] == ("/edgemix/seq", [d.seq]) and units.ask("/edgemix/seq")[1] == [d.seq]
 
 
 def test_meter_blobs_in_the_xair_format(osc):
@@ -282,3 +293,18 @@ def test_allow_list_refuses_other_clients():
         assert server.refused == 1
     finally:
         s.stop()
+
+
+def test_a_bundle_is_handled_message_by_message(osc):
+    from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+    from pythonosc.osc_message_builder import OscMessageBuilder
+    d, server, c = osc
+    b = OscBundleBuilder(IMMEDIATELY)
+    for address, value in (("/ch/01/mix/fader", 0.5), ("/ch/02/mix/on", 0)):
+        m = OscMessageBuilder(address=address)
+        m.add_arg(value)
+        b.add_content(m.build())
+    c.raw(b.build().dgram)
+    c.sync()
+    assert d.get(1, "fader_db") == pytest.approx(X.fader_to_db(0.5))
+    assert d.get(2, "mute_on") == 1.0

@@ -124,7 +124,7 @@ def test_clicks_on_sampled_band_beat_essentia(band):
     for name in ("bass", "piano", "guitar", "strings", "lead"):   # tonal: all of them
         assert rows[name]["recall"] >= 0.95, (name, rows[name])
     if not have_essentia:
-        pytest.skip("essentia is not installed (pip install -e ".[oracle]"; x86-64 wheels only):"
+        pytest.skip("essentia is not installed (pip install -e '.[oracle]'; x86-64 wheels only):"
                     f" our recall {recall:.2f}, precision {precision:.2f}, not compared")
     assert recall > ess_hits / planted_total, rows
     assert fa_stems <= ess_fa, rows

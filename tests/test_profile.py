@@ -51,12 +51,14 @@ def _png_ok(path: Path, colour_hex: str | None = None):
 
 
 def test_profile_x86_laptop_3_seconds(tmp_path):
+    """``--paced``: no audio server, a stand-in device thread on the deadline grid; the
+    control path is the control process, as in every profile."""
     models = tmp_path / "models"
     tiny_random_model(models)
     out = tmp_path / "prof"
     t0 = time.perf_counter()
     r = CliRunner().invoke(cli, ["profile", "--target", "x86-laptop", "--seconds", "3", "-o",
-                                         str(out), "--models", str(models)])
+                                 str(out), "--models", str(models), "--paced"])
     wall = time.perf_counter() - t0
     assert r.exit_code == 0, r.output
     assert wall >= 3.0  # paced: three seconds of audio take at least three seconds
@@ -111,7 +113,7 @@ def test_profile_x86_laptop_3_seconds(tmp_path):
 
 
 def test_blocks_are_released_on_the_deadline_grid():
-    r = P.run_profile("rpi4", 0.5, models_dir="/nonexistent", rt=False)
+    r = P.run_profile("rpi4", 0.5, models_dir="/nonexistent", rt=False, paced=True)
     prof = profiles.load("rpi4")
     period_ns = 1e9 * prof.block_size / prof.sample_rate_hz
     rel = r["_raw"]["release"]
@@ -121,10 +123,12 @@ def test_blocks_are_released_on_the_deadline_grid():
     # response (release to end) >= the runner's block >= the console's part of it
     assert np.all(t[:, 2] >= t[:, 1]) and np.all(t[:, 1] >= t[:, 0])
     assert r["deadline_misses"] == int(np.sum(t[:, 2] > period_ns))
-    # features ran on the control thread; without a model there is no policy to time
-    assert r["control"]["policy_class"] is None and r["control"]["features"]["n"] > 0
+    # without a model the board runs the rule policy (the bundle's session does): its
+    # features and steps ran in the control process, no inference to time
+    assert r["control"]["policy_class"] == "RulePolicy" and r["control"]["features"]["n"] > 0
+    assert r["control"]["process"] and r["control"]["inference"]["max_ms"] == 0.0
     whats = {s["what"] for s in r["skipped"]}
-    assert "inference" in whats and "policy (inference on the control thread)" in whats
+    assert "inference" in whats and "model policy (inference in the control process)" in whats
 
 
 def test_stats_against_a_closed_form():
@@ -146,7 +150,8 @@ def test_bad_arguments_are_one_line(tmp_path):
 
 
 def test_profile_through_a_live_jack_server(tmp_path, monkeypatch):
-    """``--live``: the same timed engine inside the real runner on a dummy JACK server."""
+    """A running JACK server: the profile runs what ``edgemix run`` runs on it (the
+    compiled callback, the DSP worker, the control process) and times it from inside."""
     import jack_helpers
     assert jack_helpers.have_jackd(), "jackd is missing: apt-get install jackd2 " \
                                       "(scripts/apt-test.txt)"
@@ -156,9 +161,8 @@ def test_profile_through_a_live_jack_server(tmp_path, monkeypatch):
     with jack_helpers.jack_server(rate=prof.sample_rate_hz, period=prof.block_size,
                                   capture=prof.n_channels, sync=False) as server:
         monkeypatch.setenv("JACK_DEFAULT_SERVER", server)
-        r = CliRunner().invoke(cli, ["profile", "--target", "rpi4", "--seconds", "2", "--live",
-                                             "-o", str(tmp_path / "live"), "--models",
-                                             str(models)])
+        r = CliRunner().invoke(cli, ["profile", "--target", "rpi4", "--seconds", "2",
+                                     "-o", str(tmp_path / "live"), "--models", str(models)])
     assert r.exit_code == 0, r.output
     rep = json.loads((tmp_path / "live" / "profile.json").read_text())
     assert rep["mode"] == "live" and rep["backend"]["backend"] == "jack"
@@ -168,9 +172,41 @@ def test_profile_through_a_live_jack_server(tmp_path, monkeypatch):
     assert 0.1 * expect <= rep["n_blocks"] <= 1.1 * expect
     assert abs(rep["n_blocks"] - rep["runner"]["blocks"]) <= 2
     assert rep["xruns"] == rep["deadline_misses"] + rep["backend_xruns"]
-    assert rep["backend_xruns"] == rep["runner"]["xruns"]
+    # the runner counts the server's xruns and ours together; the profile splits them
+    assert rep["xruns"] == rep["runner"]["xruns"]
+    assert rep["misses"] == {"ours": rep["deadline_misses"], "server": rep["backend_xruns"]}
+    assert rep["path"]["backend"] == "jack" and "compiled" in rep["path"]["callback"]
+    assert "running JACK server" in rep["path"]["server"]
+    assert rep["control"]["process"] and rep["control"]["policy_class"] == "ModelPolicy"
     for stage in ("dsp", "block"):
         assert rep["stages"][stage]["p50_ms"] > 0
     assert rep["stages"]["block"]["mean_ms"] >= rep["stages"]["dsp"]["mean_ms"]
     assert rep["control"]["hops"] >= 5 and rep["control"]["errors"] == 0
     _png_ok(tmp_path / "live" / "timeline.png", "#1f77b4")
+
+
+def test_without_a_server_or_a_sound_card_a_dummy_jackd_runs_and_it_is_said(tmp_path,
+                                                                            monkeypatch):
+    """No JACK server and no sound card: the profile starts a dummy-driver jackd for the
+    run, says so on stderr and in the JSON, plays the synthetic session into the inputs
+    with a compiled player, and stops the server afterwards."""
+    import jack_helpers
+    from edgemix.rt import jack_tools
+    if P._has_sound_card():
+        pytest.skip("this machine has a sound card: the profile would not start a dummy jackd")
+    assert jack_helpers.have_jackd(), "jackd is missing: apt-get install jackd2"
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", "edgemix-no-such-server")
+    models = tmp_path / "models"
+    tiny_random_model(models)
+    r = CliRunner().invoke(cli, ["profile", "--target", "rpi4", "--seconds", "2", "-o",
+                                 str(tmp_path / "p"), "--models", str(models)])
+    assert r.exit_code == 0, r.output
+    assert "dummy-driver JACK server" in r.stderr and "no sound card" in r.stderr
+    rep = json.loads((tmp_path / "p" / "profile.json").read_text())
+    assert rep["path"]["backend"] == "jack" and "started for this profile" in rep["path"]["server"]
+    assert rep["input"].startswith("a loop player")
+    assert not any(s["what"] == "loop player" for s in rep["skipped"])
+    assert rep["control"]["hops"] >= 5 and rep["control"]["errors"] == 0
+    assert rep["stages"]["cycle"]["p50_share"] > 0
+    name = rep["path"]["server"].split("'")[1]
+    assert not jack_tools.server_running(name)  # stopped with the profile

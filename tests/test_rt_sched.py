@@ -53,7 +53,6 @@ class PacedBackend(Backend):
     once per 64-frame period and samples every thread's scheduling while the stream runs."""
 
     name = "paced-test"
-    wants_rt_thread = True
 
     def __init__(self, n):
         super().__init__(n, FS, 64)

@@ -13,24 +13,30 @@ _INFER_BACKENDS = {"numpy": "numpy", "numba": "numba", "onnx": "onnxruntime",
                    "tflite": "litert"}
 
 
-def make_policy(kind: str, session):
-    """The policy ``kind`` for ``session`` (an :class:`edgemix.session.Session`).
+def make_policy(kind: str, roles=(), model=None, *, loudness_target_lufs=None,
+                person_master=(), where: str = "session"):
+    """The policy ``kind`` for channels of ``roles`` (one role name per channel).
 
-    ``"rules"``: :class:`~edgemix.automix.rules.RulePolicy` keyed on the roles of the
-    session's channels; ``"model"``: :class:`~edgemix.automix.model_policy.ModelPolicy`
-    loading ``session.model.path`` (the shipped model when empty) with
-    ``session.model.backend``, the channels' roles as its role hints; ``"none"``: None
-    (a manual mix).  Either policy carries ``master_target``: the master fader toward the
-    session's ``loudness_target_lufs`` (:mod:`edgemix.automix.master`).  Anything the user can fix (an unknown name, missing model files, a
-    part of edgemix this install lacks) is a one-line :class:`~edgemix.session.SessionError`.
+    ``"rules"``: :class:`~edgemix.automix.rules.RulePolicy` keyed on the roles;
+    ``"model"``: :class:`~edgemix.automix.model_policy.ModelPolicy` loading ``model.path``
+    (the shipped model when empty) with ``model.backend`` (``model``: the session's
+    :class:`~edgemix.session.ModelConfig`, or anything with ``path`` and ``backend``), the
+    roles as its role hints; ``"none"``: None (a manual mix).  Either policy carries
+    ``master_target``: the master fader toward ``loudness_target_lufs`` (default: the
+    session default) unless the person set it (``person_master``: the master parameter
+    names the session sets; :mod:`edgemix.automix.master`).  ``where`` names the source in
+    messages (the session file).  Anything the user can fix (an unknown name, missing model
+    files, a part of edgemix this install lacks) is a one-line
+    :class:`~edgemix.session.SessionError`.
     """
     from edgemix.session import SessionError
-    where = f"{getattr(session, 'path', 'session')}: model.policy = {kind!r}"
+    roles = list(roles)
+    where = f"{where}: model.policy = {kind!r}"
     if kind == "none":
         return None
     if kind == "rules":
         from edgemix.automix.rules import RulePolicy
-        return _with_master_target(RulePolicy([c.role for c in session.channels]), session)
+        return _with_master_target(RulePolicy(roles), loudness_target_lufs, person_master)
     if kind != "model":
         raise SessionError(f"{where}: unknown policy, use one of {', '.join(POLICY_KINDS)}")
     try:  # lazily: the model policy pulls in the inference backends
@@ -38,29 +44,30 @@ def make_policy(kind: str, session):
     except ImportError as e:
         raise SessionError(f"{where} needs a part of edgemix this install lacks ({e}): "
                            "use policy = \"rules\"") from None
-    path = session.model.path or None
-    backend = _INFER_BACKENDS.get(session.model.backend)
-    if path is not None and backend is not None and session.model.backend == "numpy":
+    path = (getattr(model, "path", "") or None) if model is not None else None
+    model_backend = getattr(model, "backend", "numpy") if model is not None else "numpy"
+    backend = _INFER_BACKENDS.get(model_backend)
+    if path is not None and backend is not None and model_backend == "numpy":
         # "numpy" is the session default: let the file's suffix pick for .onnx/.tflite
         from edgemix.infer import BACKENDS
         if BACKENDS[backend] != str(path).lower()[-len(BACKENDS[backend]):]:
             backend = None
     try:
-        policy = ModelPolicy(path, backend=backend,
-                             role_hints=[c.role for c in session.channels])
+        policy = ModelPolicy(path, backend=backend, role_hints=roles)
     except (OSError, ValueError, ImportError) as e:  # ModelLoadError is a ValueError
         msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
         raise SessionError(f"{where}: cannot load the model ({msg}): build it with "
                            "`python -m export.build_models` or use policy = \"rules\"") from None
-    return _with_master_target(policy, session)
+    return _with_master_target(policy, loudness_target_lufs, person_master)
 
 
-def _with_master_target(policy, session):
+def _with_master_target(policy, loudness_target_lufs, person_master):
     """Give ``policy`` the session's master loudness target (``policy.master_target``, a
     :class:`~edgemix.automix.master.MasterLoudness` the control loop asks every hop): the
-    master fader toward ``session.loudness_target_lufs``, unless the session sets it."""
+    master fader toward ``loudness_target_lufs``, unless the person set it."""
     from edgemix.automix.master import MasterLoudness
     from edgemix.session import DEFAULT_LOUDNESS_TARGET_LUFS
-    target = getattr(session, "loudness_target_lufs", DEFAULT_LOUDNESS_TARGET_LUFS)
-    policy.master_target = MasterLoudness(target, person=tuple(getattr(session, "master", ())))
+    target = DEFAULT_LOUDNESS_TARGET_LUFS if loudness_target_lufs is None \
+        else loudness_target_lufs
+    policy.master_target = MasterLoudness(target, person=tuple(person_master))
     return policy

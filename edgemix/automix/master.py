@@ -82,8 +82,11 @@ class MasterLoudness:
         # smoothed on the fader's 0..1 scale, then dead band and slew (policy.LIMITS' way)
         u = spec.to_norm(want)
         a = math.exp(-1.0 / SMOOTH_HOPS)
-        self._smooth = u if not math.isfinite(self._smooth) else a * self._smooth + (1 - a) * u
+        first = not math.isfinite(self._smooth)
+        self._smooth = u if first else a * self._smooth + (1 - a) * u
         smoothed = float(spec.from_norm(self._smooth))
+        if first:                      # the first estimate is taken whole (as the faders)
+            master_fader_db = smoothed
         d = smoothed - master_fader_db
         value = master_fader_db if abs(d) <= MASTER_LIMIT.dead_band else \
             master_fader_db + max(-MASTER_LIMIT.max_step, min(MASTER_LIMIT.max_step, d))

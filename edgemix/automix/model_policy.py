@@ -34,6 +34,7 @@ Threads: ``propose`` belongs to the control thread (it reuses preallocated input
 from __future__ import annotations
 
 import pathlib
+import time
 
 import numpy as np
 
@@ -43,8 +44,8 @@ from edgemix.automix import reasons as R
 from edgemix.automix.explain import sentence
 from edgemix.automix.policy import Policy, Proposal
 from edgemix.automix.recognition import RoleTracker, listening, measured
-from edgemix.automix.rules import (MIN_ACTIVITY, TILT_HIGH_SHELF_HZ, TILT_LOW_SHELF_HZ,
-                                   balance_faders, is_high_source, staging_trim)
+from edgemix.automix.rules import (TILT_HIGH_SHELF_HZ, TILT_LOW_SHELF_HZ,
+                                   balance_faders, staging_trim)
 from edgemix.automix.staging import staged_features
 from edgemix.infer import MAX_CHANNELS, Backend, default_model_dir, load
 from edgemix.roles import role_index
@@ -84,6 +85,8 @@ class ModelPolicy(Policy):
         self._mask = np.zeros(MAX_CHANNELS, dtype=np.float32)
         self.roles: tuple[str, ...] = ()
         self.role_probabilities = np.zeros(0)
+        #: how long the last ``backend.predict`` took, ns (the control loop's ``inference``)
+        self.inference_ns = 0
         self.tracker: RoleTracker | None = None
         #: per channel, per parameter: the last hop's sentence (what the desk shows)
         self.last_explanations: tuple[dict[str, str], ...] = ()
@@ -112,7 +115,9 @@ class ModelPolicy(Policy):
         self._features[n:] = 0.0
         self._mask[:n] = 1.0
         self._mask[n:] = 0.0
+        t0 = time.perf_counter_ns()
         params01, logits = self.backend.predict(self._features, self._mask)
+        self.inference_ns = time.perf_counter_ns() - t0
         values = P.denormalise_outputs(params01[:n])
         z = logits[:n].astype(np.float64)
         z = np.exp(z - z.max(axis=1, keepdims=True))  # softmax, shifted against overflow
@@ -128,7 +133,10 @@ class ModelPolicy(Policy):
         for the bleed for seconds; the short-term loudness of a playing source is never
         above its playing level, so it only ever corrects that lag."""
         f = np.asarray(features, dtype=np.float64)
-        active = (f[:, F.F_ACT] >= MIN_ACTIVITY) & (f[:, F.F_LACT] > F.ABS_GATE_LUFS)
+        # from its first active hop (the rule policy waits for MIN_ACTIVITY, five hops):
+        # a source that comes in plays at its raw level until it is staged, and the mix of
+        # two copies of a show that differ in input gains differs for exactly that long
+        active = (f[:, F.F_ACT] > 0.0) & (f[:, F.F_LACT] > F.ABS_GATE_LUFS)
         trims = np.full(f.shape[0], np.nan)
         why = [""] * f.shape[0]
         for c in np.flatnonzero(active):
@@ -189,13 +197,13 @@ class ModelPolicy(Policy):
             e["fader_db"] = sentence("fader_db", v[fader_col], why)
             e["hpf_hz"] = sentence("hpf_hz", v[_COL["hpf_hz"]], R.hpf(v[_COL["hpf_hz"]], bands, role))
             low = _COL["eq1_gain_db"]
-            if v[low] > 0.0 and is_high_source(bands):
+            if v[low] > 0.0 and mix.high_source[c]:
                 v[low] = 0.0
-                e["eq1_gain_db"] = sentence("eq1_gain_db", 0.0, R.no_low_boost(bands))
+                e["eq1_gain_db"] = sentence("eq1_gain_db", 0.0, R.no_low_boost(c, mix))
             else:
-                e["eq1_gain_db"] = sentence("eq1_gain_db", v[low], R.shelf("eq1", v[low], bands, c, mix))
+                e["eq1_gain_db"] = sentence("eq1_gain_db", v[low], R.shelf("eq1", v[low], c, mix))
             high = _COL["eq4_gain_db"]
-            e["eq4_gain_db"] = sentence("eq4_gain_db", v[high], R.shelf("eq4", v[high], bands, c, mix))
+            e["eq4_gain_db"] = sentence("eq4_gain_db", v[high], R.shelf("eq4", v[high], c, mix))
             for slot in ("eq2", "eq3"):
                 g, hz = v[_COL[f"{slot}_gain_db"]], v[_COL[f"{slot}_hz"]]
                 why = R.peaking(slot, g, hz, c, mix)
@@ -211,11 +219,10 @@ class ModelPolicy(Policy):
         for c, e in enumerate(explanations):
             if not e or not active[c] or not known[c]:
                 continue
-            bands = f[c, F.F_BAND:F.F_BAND + F.N_BANDS]
             prop.set(c, "eq1_hz", TILT_LOW_SHELF_HZ, sentence(
-                "eq1_hz", TILT_LOW_SHELF_HZ, R.shelf_corner("eq1", bands, mix)))
+                "eq1_hz", TILT_LOW_SHELF_HZ, R.shelf_corner("eq1", c, mix)))
             prop.set(c, "eq4_hz", TILT_HIGH_SHELF_HZ, sentence(
-                "eq4_hz", TILT_HIGH_SHELF_HZ, R.shelf_corner("eq4", bands, mix)))
+                "eq4_hz", TILT_HIGH_SHELF_HZ, R.shelf_corner("eq4", c, mix)))
         if speech:
             for c in range(n):
                 if not known[c]:

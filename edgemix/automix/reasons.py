@@ -21,8 +21,9 @@ import numpy as np
 
 from edgemix import features as F
 from edgemix.automix.explain import percent
-from edgemix.automix.rules import (HIGH_SOURCE_HZ, HPF_BELOW_SHARE, ROLE_TARGETS,
-                                   TILT_HIGH_SHELF_HZ, TILT_LOW_SHELF_HZ, share_above_hz)
+from edgemix.automix.rules import (HIGH_SOURCE_HZ, HIGH_SOURCE_SHARE, HPF_BELOW_SHARE,
+                                   ROLE_TARGETS, TILT_HIGH_SHELF_HZ, TILT_LOW_SHELF_HZ,
+                                   share_above_hz)
 from edgemix.automix.staging import _rescaled_context
 
 #: The teacher's targets that the network learned and these sentences state
@@ -61,6 +62,19 @@ def _k_power_gain() -> np.ndarray:
 K_POWER_GAIN = _k_power_gain()
 
 
+def shares_above(bands_db: np.ndarray, hz: float) -> np.ndarray:
+    """``rules.share_above_hz`` for every channel at once: ``(n, N_BANDS)`` band levels ->
+    ``(n,)`` shares of each channel's energy above ``hz``.  (The rule is the reference; it
+    sits in a teacher label source whose bytes key the shipped labels, so it is not
+    rewritten there: tests/test_model_reasons.py checks the two agree.)"""
+    p = 10.0 ** (np.asarray(bands_db, dtype=np.float64) / 10.0)
+    total = p.sum(axis=1)
+    lo, hi = F.BAND_EDGES_HZ[:-1], F.BAND_EDGES_HZ[1:]
+    frac = np.clip((np.log(hi) - np.log(np.maximum(lo, hz))) / (np.log(hi) - np.log(lo)), 0, 1)
+    return np.where(total > 0.0, (p * frac).sum(axis=1) / np.where(total > 0.0, total, 1.0),
+                    0.0)
+
+
 class MixPicture:
     """What the mix adds up to this hop, from every channel's staged features and faders:
     each channel's share of the mix's energy per band and the mix's spectral slope.
@@ -73,6 +87,12 @@ class MixPicture:
         g = np.nan_to_num(np.asarray(faders_db, dtype=np.float64), nan=0.0)
         bands = s[:, F.F_BAND:F.F_BAND + F.N_BANDS]
         silent = bands <= F.FLOOR_DB
+        # each channel's own spectrum, once per hop: below the low shelf, above the high
+        # shelf, above HIGH_SOURCE_HZ (a high-frequency source gets no low boost)
+        self.own_below_low = 1.0 - shares_above(bands, TILT_LOW_SHELF_HZ)
+        self.own_above_high = shares_above(bands, TILT_HIGH_SHELF_HZ)
+        self.own_above_high_source = shares_above(bands, HIGH_SOURCE_HZ)
+        self.high_source = self.own_above_high_source >= HIGH_SOURCE_SHARE
         self.mask_db = _rescaled_context(s[:, F.F_MASK:F.F_MASK + F.N_BANDS], silent, g)
         r = 10.0 ** (self.mask_db / 10.0)
         self.share = np.where(silent, 0.0, r / (1.0 + r))      # of the mix's band energy
@@ -89,9 +109,14 @@ class MixPicture:
         sel = (fc >= 100.0) & (fc <= 10000.0) & (mix > 0.0)
         self.slope_db_oct = math.nan
         if sel.sum() >= 3:
-            # densities per Hz against log2 f, +3 dB/oct: the teacher's slope measure
+            # densities per Hz against log2 f, +3 dB/oct: the teacher's slope measure (the
+            # least-squares line's slope, in closed form)
             dens = 10.0 * np.log10(mix[sel]) - 10.0 * np.log10(np.diff(F.BAND_EDGES_HZ)[sel])
-            self.slope_db_oct = float(np.polyfit(np.log2(fc[sel]), dens, 1)[0] + 3.0)
+            x = np.log2(fc[sel]) - np.log2(fc[sel]).mean()
+            self.slope_db_oct = float((x * (dens - dens.mean())).sum() / (x * x).sum() + 3.0)
+        s_ = (f"the mix slopes {self.slope_db_oct:+.1f} dB/oct" if math.isfinite(self.slope_db_oct)
+              else "the mix's slope is not measured yet")
+        self._slope_phrase = f"{s_}, target {MIX_TILT_DB_PER_OCT:+.1f} dB/oct"
 
     def share_of_region(self, c: int, below_hz: float | None = None,
                         above_hz: float | None = None) -> float:
@@ -104,9 +129,7 @@ class MixPicture:
         return int(np.argmin(np.abs(np.log(F.BAND_CENTRES_HZ) - math.log(max(hz, 1.0)))))
 
     def slope_phrase(self) -> str:
-        s = (f"the mix slopes {self.slope_db_oct:+.1f} dB/oct" if math.isfinite(self.slope_db_oct)
-             else "the mix's slope is not measured yet")
-        return f"{s}, target {MIX_TILT_DB_PER_OCT:+.1f} dB/oct"
+        return self._slope_phrase
 
 
 def hpf(value_hz: float, bands: np.ndarray, role: str) -> str:
@@ -117,15 +140,16 @@ def hpf(value_hz: float, bands: np.ndarray, role: str) -> str:
             f"{name_of(role)}")
 
 
-def shelf(slot: str, value_db: float, bands: np.ndarray, c: int, mix: MixPicture) -> str:
+def shelf(slot: str, value_db: float, c: int, mix: MixPicture) -> str:
     """Low shelf (``eq1``) or high shelf (``eq4``) gain."""
     if slot == "eq1":
         hz, where = TILT_LOW_SHELF_HZ, "below"
         share = mix.share_of_region(c, below_hz=hz)
+        own = mix.own_below_low[c]
     else:
         hz, where = TILT_HIGH_SHELF_HZ, "above"
         share = mix.share_of_region(c, above_hz=hz)
-    own = (1.0 - share_above_hz(bands, hz)) if slot == "eq1" else share_above_hz(bands, hz)
+        own = mix.own_above_high[c]
     head = (f"this channel carries {percent(share)} of the mix's energy {where} "
             f"{hz:.0f} Hz ({percent(own)} of its own)")
     if abs(value_db) < NO_MOVE_DB:
@@ -133,16 +157,15 @@ def shelf(slot: str, value_db: float, bands: np.ndarray, c: int, mix: MixPicture
     return f"{head}; {mix.slope_phrase()}"
 
 
-def no_low_boost(bands: np.ndarray) -> str:
+def no_low_boost(c: int, mix: MixPicture) -> str:
     """Why a proposed low-shelf boost was refused on a high-frequency source."""
-    return (f"{percent(share_above_hz(bands, HIGH_SOURCE_HZ))} of this channel's energy lies "
+    return (f"{percent(mix.own_above_high_source[c])} of this channel's energy lies "
             f"above {HIGH_SOURCE_HZ / 1000:.0f} kHz: no low boost (target: lows from the "
             "channels that carry them; here a boost would raise only bleed and noise)")
 
 
-def shelf_corner(slot: str, bands: np.ndarray, mix: MixPicture) -> str:
-    hz = TILT_LOW_SHELF_HZ if slot == "eq1" else TILT_HIGH_SHELF_HZ
-    own = (1.0 - share_above_hz(bands, hz)) if slot == "eq1" else share_above_hz(bands, hz)
+def shelf_corner(slot: str, c: int, mix: MixPicture) -> str:
+    own = mix.own_below_low[c] if slot == "eq1" else mix.own_above_high[c]
     where = "below" if slot == "eq1" else "above"
     return (f"the tilt correction's corner; {percent(own)} of this channel's energy lies "
             f"{where} it; {mix.slope_phrase()}")

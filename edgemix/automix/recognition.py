@@ -80,7 +80,8 @@ class Recognition:
     def phrase(self) -> str:
         """The role as one reason among others: "heard as bass (p 0.91)" or "bass as
         the session says"."""
-        name = self.role.replace("_", " ")
+        from edgemix.automix.reasons import name_of
+        name = name_of(self.role)
         if self.role_source == "session":
             return f"{name} as the session says"
         if self.role_source == "heard":

@@ -37,7 +37,7 @@ def render(profile_name, models_dir, seconds: float) -> dict:
     """Mix ``seconds`` of the synthetic session at the profile's settings; features at the
     end; every importable backend's prediction on those features.  Arrays + notes."""
     from edgemix.boardtools import profiles
-    from edgemix.console import Console
+    from edgemix import app
     from edgemix.rt.synthetic import render_synthetic
     prof = profiles.load(profile_name)
     fs, b, n = prof.sample_rate_hz, prof.block_size, prof.n_channels
@@ -46,7 +46,8 @@ def render(profile_name, models_dir, seconds: float) -> dict:
     notes = []
 
     t = time.perf_counter()
-    c = Console(sample_rate_hz=fs, block_size=b, n_channels=n, n_aux=prof.n_aux)
+    # the console the board's session builds (the composition root's), at its settings
+    c = app.session_for_target(prof, models_dir)[0].build_console()
     c.warmup()
     out["warmup_s"] = time.perf_counter() - t
     # Non-trivial settings so every stage of the strip does work (EQ, compressor, pan, sends).

@@ -3,53 +3,26 @@
     edgemix board warmup --profile /opt/edgemix/profile.toml \
                          [--session /opt/edgemix/session.toml]
 
-Builds the console and the feature extractor at the profile's (or the session's) sample
-rate, block size and channel count and runs one block through each, so every Numba kernel
-is compiled into ``NUMBA_CACHE_DIR`` (or loaded from it), then loads the session's model
-and runs one prediction, so a broken model fails here, before the show, not on the first
+Builds what ``edgemix run`` runs for the session (or, without one, the session a bundle
+for the profile ships) through the composition root and warms it: every Numba kernel is
+compiled into ``NUMBA_CACHE_DIR`` (or loaded from it), and the control path -- the control
+process for a live backend -- loads the session's model with its ``model.backend`` and
+compiles the features, so a broken model fails here, before the show, not on the first
 control hop.  Exit status 0 when everything compiled and loaded, 1 with a one-line reason
 otherwise.
 """
 from __future__ import annotations
 
-import time
-
-import numpy as np
 
 
-def warm(profile, session=None) -> list[tuple[str, float]]:
-    """Compile/load every kernel and the model; ``[(what, seconds), ...]``."""
-    from edgemix.console import Console
-    times = []
-    fs = session.sample_rate_hz if session else profile.sample_rate_hz
-    bs = session.block_size if session else profile.block_size
-    n_ch = session.n_channels if session and session.n_channels else profile.n_channels
-    n_aux = session.n_aux if session else profile.n_aux
+def warm(profile, session=None, models_dir=None) -> list[tuple[str, float]]:
+    """Compile/load every kernel and the model; ``[(what, seconds), ...]``.
 
-    t = time.perf_counter()
-    console = Console(sample_rate_hz=fs, block_size=bs, n_channels=n_ch, n_aux=n_aux)
-    console.warmup()
-    times.append(("console", time.perf_counter() - t))
-
-    t = time.perf_counter()
-    try:
-        from edgemix.features import FeatureExtractor
-    except ImportError:
-        FeatureExtractor = None
-    if FeatureExtractor is not None:
-        hop = session.model.hop_ms if session else profile.hop_ms
-        fx = FeatureExtractor(fs, n_ch, hop_ms=hop)
-        fx.process(np.zeros((bs, n_ch), np.float32))
-        fx.reset()
-        times.append(("features", time.perf_counter() - t))
-
-    if session is not None and session.model.policy == "model" and session.model.path:
-        from edgemix import infer
-        t = time.perf_counter()
-        backend = infer.load(session.model.path)
-        feats = np.zeros((infer.MAX_CHANNELS, backend.n_features), np.float32)
-        mask = np.zeros(infer.MAX_CHANNELS, np.float32)
-        mask[:n_ch] = 1.0
-        backend.predict(feats, mask)
-        times.append((f"model {backend.name}", time.perf_counter() - t))
-    return times
+    ``session``: the board's session (its settings, backend and model); without one, the
+    session a bundle for ``profile`` ships (:func:`edgemix.app.session_for_target`).  What
+    is warmed is what ``edgemix run`` runs (:func:`edgemix.app.warm`), for any backend and
+    any model runtime."""
+    from edgemix import app
+    if session is None:
+        session, _ = app.session_for_target(profile, models_dir)
+    return app.warm(session)

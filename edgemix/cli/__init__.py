@@ -8,6 +8,7 @@ module             commands
 ``cli/board.py``   ``edgemix board bundle|check|warmup|armcheck`` (deployment)
 ``cli/profile.py`` ``edgemix profile`` (what the board runs, timed)
 ``cli/prep.py``    ``edgemix prep`` (mix preparation: clicks, silences, alignment, mono, labels)
+``cli/scene.py``   ``edgemix scene save|recall|list`` (scenes of a running mixer)
 =================  ==========================================================
 
 Every user mistake ends a command with one line on stderr (``edgemix: error: ...``) and exit
@@ -34,9 +35,10 @@ def _register():
     from edgemix.cli.prep import prep_command
     from edgemix.cli.profile import profile_command
     from edgemix.cli.run import devices_command, run_command
+    from edgemix.cli.scene import scene
 
     for command in (demo_command, mix_command, run_command, devices_command, board,
-                    profile_command, prep_command):
+                    profile_command, prep_command, scene):
         cli.add_command(command)
 
 

@@ -14,151 +14,17 @@ import dataclasses
 import json
 import math
 import pathlib
-import threading
-import time
 
 import click
-import numpy as np
 
-from edgemix import params as P
+from edgemix.app import MixResult, mix_session, resolve_policy, session_from_stems  # noqa: F401
 from edgemix.automix.explain import format_value
 from edgemix.errors import UserError
 from edgemix.roles import colour_of
-from edgemix.session import DEFAULT_ROLE
-
-#: Parameters the report shows per channel, in console order.
-REPORT_PARAMS = ("trim_db", "polarity_invert", "hpf_hz", "eq1_gain_db", "eq2_hz", "eq2_gain_db",
-                 "eq3_hz", "eq3_gain_db", "eq4_gain_db", "comp_threshold_db", "comp_ratio",
-                 "comp_attack_ms", "comp_release_ms", "comp_makeup_db", "automix_on",
-                 "fader_db", "pan", "aux1_send_db")
 
 POLICIES = ("auto", "model", "rules", "none")
 #: The demo's session is rendered at this rate (``edgemix.rt.synthetic``).
 DEMO_SAMPLE_RATE_HZ = 48000
-
-
-def resolve_policy(kind: str) -> str:
-    """``auto`` is the shipped model where its files are present, else the rule policy."""
-    if kind != "auto":
-        return kind
-    from edgemix.automix.model_policy import DEFAULT_MODEL, default_model_dir
-    return "model" if (default_model_dir() / DEFAULT_MODEL).is_file() else "rules"
-
-
-@dataclasses.dataclass
-class MixResult:
-    session: object
-    stats: dict
-    channel_params: np.ndarray
-    explanations: list
-    meters: object
-    seconds: float
-    policy: str
-    #: per channel, what the policy recognised (``ModelPolicy.recognition()``), or None
-    recognition: list | None = None
-    #: the master parameters' sentences (the loudness target's move)
-    master_explanations: dict = dataclasses.field(default_factory=dict)
-    master_params: np.ndarray | None = None
-
-    def report(self) -> dict:
-        """Everything, JSON-friendly.  Per channel: ``role`` is the session's (the
-        person's word; "other" when not given), ``recognised_role``/``role_probability``
-        what the policy heard (None / null for a policy that does not listen),
-        ``mixed_as`` the role the policy mixed it as (the session's when given) and
-        ``role_source`` where that came from ("session", "heard", "none")."""
-        chans = []
-        for i, ch in enumerate(self.session.channels):
-            rec = (self.recognition[i] if self.recognition and i < len(self.recognition)
-                   else None)
-            if rec is not None:
-                heard = {"recognised_role": rec["recognised_role"],
-                         "role_probability": float(rec["role_probability"]),
-                         "mixed_as": rec["role"], "role_source": rec["role_source"]}
-            else:
-                given = ch.role != DEFAULT_ROLE
-                heard = {"recognised_role": None, "role_probability": None,
-                         "mixed_as": ch.role, "role_source": "session" if given else "none"}
-            row = {"name": ch.name, "input": ch.input, "role": ch.role, **heard,
-                   "colour": ch.colour, "automation": ch.automation,
-                   "manual": {k: float(v) for k, v in ch.manual.items()},
-                   "params": {n: float(self.channel_params[i, getattr(P.CH, n)])
-                              for n in REPORT_PARAMS},
-                   "why": dict(self.explanations[i]) if i < len(self.explanations) else {}}
-            chans.append(row)
-        m = self.meters
-        return {
-            "policy": self.policy,
-            "sample_rate_hz": self.session.sample_rate_hz,
-            "block_size": self.session.block_size,
-            "seconds": self.seconds,
-            "master": {"integrated_lufs": m.integrated_lufs, "true_peak_dbtp": m.true_peak_dbtp,
-                       "loudness_range_lu": m.loudness_range_lu,
-                       "max_short_term_lufs": m.short_term_lufs,
-                       "loudness_target_lufs": getattr(self.session, "loudness_target_lufs",
-                                                       None),
-                       "master_fader_db": (float(self.master_params[P.MS.master_fader_db])
-                                           if self.master_params is not None else None),
-                       "why": dict(self.master_explanations)},
-            "channels": chans,
-            "run": {k: v for k, v in self.stats.items() if _jsonable(v)},
-        }
-
-
-def _jsonable(v) -> bool:
-    try:
-        json.dumps(v)
-        return True
-    except (TypeError, ValueError):
-        return False
-
-
-def mix_session(session, *, policy: str = "auto", progress: bool = True) -> MixResult:
-    """Run ``session`` (an offline or synthetic backend) through the runner; block until the
-    source ends.  Raises ``UserError`` for anything the user can fix."""
-    from edgemix.rt.backend import DeviceError
-    from edgemix.app import build_runner
-    from edgemix.session import SessionError
-
-    kind = resolve_policy(policy)
-    session = dataclasses.replace(session, model=dataclasses.replace(session.model, policy=kind))
-    try:
-        runner, session = build_runner(session, rt_priority=False)
-    except (SessionError, DeviceError, ValueError) as e:
-        raise UserError(str(e)) from None
-    total = getattr(getattr(runner.backend, "source", None), "total_frames", None)
-    result: dict = {}
-
-    def work():
-        try:
-            result["stats"] = runner.run()
-        except BaseException as e:  # handed to the caller's thread
-            result["error"] = e
-
-    t0 = time.monotonic()
-    worker = threading.Thread(target=work, name="edgemix-mix")
-    worker.start()
-    if progress and total:
-        from tqdm import tqdm
-        # disable=None: a bar on a terminal, nothing in a log or a pipe
-        with tqdm(total=total, unit="frame", unit_scale=True, desc="mixing", leave=False,
-                  disable=None) as bar:
-            while worker.is_alive():
-                worker.join(0.1)
-                bar.update(min(runner.frames, total) - bar.n)
-    worker.join()
-    if "error" in result:
-        e = result["error"]
-        if isinstance(e, (SessionError, DeviceError, ValueError)):
-            raise UserError(str(e)) from None
-        raise e
-    control = getattr(runner, "control", None)
-    expl = getattr(control, "last_explanations", None) or [{} for _ in session.channels]
-    return MixResult(session=session, stats=result["stats"],
-                     channel_params=runner.console.channel_params, explanations=expl,
-                     meters=runner.console.meters, seconds=time.monotonic() - t0, policy=kind,
-                     recognition=getattr(control, "last_recognition", None),
-                     master_explanations=getattr(control, "last_master_explanations", {}) or {},
-                     master_params=np.array(runner.console.master_params))
 
 
 def write_report(res: MixResult, out_dir: pathlib.Path, mix_path: pathlib.Path) -> tuple:
@@ -249,29 +115,10 @@ def mix_command(stems, output, params_file, policy, stems_out, as_json):
                             stems_dir=str(stems_out) if stems_out else session.backend.stems_dir)
     session = dataclasses.replace(session, backend=b)
     if not params_file:
-        session = _roles_from_names(session, stems)
+        session = session_from_stems(session, stems)
     res = mix_session(session, policy=policy, progress=not as_json)
     write_report(res, out.parent if str(out.parent) else pathlib.Path("."), out)
     click.echo(json.dumps(res.report()) if as_json else _summary(res, out))
-
-
-def _roles_from_names(session, stems):
-    """Without a session file: one channel per stem, named and role-guessed from file names."""
-    from edgemix.rt.offline import StemError, expand_inputs, probe_stems
-    from edgemix.session import ChannelConfig, guess_role
-    try:
-        paths = expand_inputs([stems])
-        _, _, chans = probe_stems(paths)
-    except StemError as e:
-        raise UserError(str(e)) from None
-    channels, k = [], 1
-    for p, n in zip(paths, chans):
-        for j in range(n):
-            name = p.stem if n == 1 else f"{p.stem}.{j + 1}"
-            role = guess_role(p.stem)
-            channels.append(ChannelConfig(name=name, input=k, role=role, colour=colour_of(role)))
-            k += 1
-    return dataclasses.replace(session, channels=tuple(channels), channels_given=True)
 
 
 @click.command("demo")
@@ -318,9 +165,15 @@ def demo_command(out_dir, seconds, n_channels, kind, seed, policy, as_json):
                                     stems_dir=str(processed_dir)))
     res = mix_session(session, policy=policy, progress=not as_json)
     jpath, mpath = write_report(res, out, mix_path)
+    from edgemix.rt.surface import write_live_session
+    live = write_live_session(out / "live.toml", channels, stems_dir,
+                              resolve_policy(policy))
     if as_json:
         click.echo(json.dumps(res.report()))
     else:
         click.echo(_summary(res, mix_path))
         click.echo(f"edgemix: raw stems in {stems_dir}/, processed stems in {processed_dir}/, "
                    f"report in {mpath}")
+        click.echo(f"edgemix: take part in the mix live: edgemix run --config {live} "
+                   "--osc 10024 --web 8080, then open http://127.0.0.1:8080/ or point an "
+                   "X-Air app (XR18) at 127.0.0.1 (docs/osc.md)")

@@ -17,17 +17,23 @@ from edgemix.errors import UserError
 @click.option("-o", "--output", "output", default=None,
               help="Folder for profile.json, summary.md and the plots (default profile-<target>).")
 @click.option("--models", "models_dir", default=None, help="Models folder (default: models/).")
-@click.option("--live", is_flag=True,
-              help="Run through the profile's live backend (JACK/PortAudio) instead of pacing.")
-@click.option("--no-rt", is_flag=True, help="Do not ask for SCHED_FIFO for the audio loop.")
-@click.option("--no-control", is_flag=True, help="Leave out the control thread (inference).")
+@click.option("--server", default=None,
+              help="JACK server name (default: JACK_DEFAULT_SERVER; a dummy one is started "
+                   "when none runs and there is no sound card).")
+@click.option("--paced", is_flag=True,
+              help="No audio server: a Python thread releases the blocks on the deadline grid.")
+@click.option("--no-rt", is_flag=True, help="Do not ask for SCHED_FIFO for the audio thread.")
+@click.option("--no-control", is_flag=True, help="Leave out the control process (no policy).")
 @click.option("--json", "as_json", is_flag=True, help="Print profile.json to stdout.")
-def profile_command(target, seconds, output, models_dir, live, no_rt, no_control, as_json):
-    """Run the engine and the auto-mix at a target's settings and time every stage."""
+def profile_command(target, seconds, output, models_dir, server, paced, no_rt, no_control,
+                    as_json):
+    """Run what the target's board runs (edgemix run: its backend and the control process)
+    at its settings and time every stage."""
     from edgemix import latency_profile as prof_mod
+    say = (lambda line: click.echo(line, err=True))
     try:
-        r = prof_mod.run_profile(target, seconds, models_dir=models_dir, live=live,
-                                 rt=not no_rt, control=not no_control)
+        r = prof_mod.run_profile(target, seconds, models_dir=models_dir, paced=paced,
+                                 rt=not no_rt, control=not no_control, server=server, say=say)
         paths = prof_mod.write_report(r, output or f"profile-{r['target']}")
     except (ValueError, OSError, RuntimeError) as e:
         raise UserError(str(e).splitlines()[0]) from None
@@ -35,9 +41,12 @@ def profile_command(target, seconds, output, models_dir, live, no_rt, no_control
         click.echo(paths["json"].read_text())
         return
     b = r["stages"]["block"]
-    click.echo(f"{r['target']}: {r['n_blocks']} blocks, deadline {r['deadline_ms']:.3f} ms; "
-               f"block p50 {b['p50_ms']:.3f} / p99 {b['p99_ms']:.3f} / max {b['max_ms']:.3f} ms;"
-               f" {r['deadline_misses']} deadline misses, {r['xruns']} xruns")
+    p = r["path"]
+    click.echo(f"{r['target']}: {r['n_blocks']} blocks through {p['backend']} "
+               f"({p['callback']}), control: {p['control'] or 'none'}; deadline "
+               f"{r['deadline_ms']:.3f} ms; block p50 {b['p50_ms']:.3f} / p99 "
+               f"{b['p99_ms']:.3f} / max {b['max_ms']:.3f} ms; misses: {r['misses']['ours']} "
+               f"ours, {r['misses']['server']} the server's")
     for s in r["skipped"]:
         click.echo(f"not profiled: {s['what']}: {s['why']}")
     click.echo("wrote " + ", ".join(str(p) for p in paths.values()))

@@ -1,37 +1,43 @@
-"""One arena per fused kernel: every stage's state in one buffer per dtype.
+"""One table for a fused kernel's state: the address and shape of every stage's arrays.
 
 Each array argument costs about 0.1 us at the Python -> Numba boundary (the dispatcher
 types and unboxes it), and a Numba tuple or named tuple of arrays costs more, not less.
 So a kernel that runs many stages in one call takes the stages' state as one
-:class:`Arena`: three buffers (float64, int64, float32) and an offset table, four
-arguments whatever the number of stages.  Inside the kernel each stage's own view helper
+:class:`Arena`: an int64 table ``(stages, fields, 4)`` of (address, d0, d1, d2), one
+argument whatever the number of stages.  Inside the kernel each stage's view helper
 (``_strip_views``, ``_reverb_views``, ...; an ``inline="always"`` kernel beside the state
-type) rebuilds the stage's arrays from the table with :func:`_view1`/:func:`_view2`/:func:`_view3`,
-in the order of the stage kernel's arguments.  A view is a slice and a reshape: no
-allocation, a few nanoseconds.
+type) rebuilds the stage's arrays from the table (:func:`_f64_1` ... :func:`_f32_2`, a
+``carray`` over the address: no allocation, no reference count), in the order of the
+stage kernel's arguments.
+
+The arrays stay where each state type allocated them.  Packing them into one buffer was
+tried first and measured slower per channel (64 channels: 88 -> 97 us per block; the
+strip alone 67.5 -> 71 us with the same machine code): consecutive arrays put the strip's
+per-sample loads and stores a multiple of 4 KiB apart.  The table keeps the layout numpy's
+allocator gave them.
 
 The convention for a stage's state (``docs/architecture.md``): one type per stage (a
-dataclass or a NamedTuple) with ``allocate(...)`` (a classmethod) and ``reset()``
-(in place); its fields are arrays (or int/float constants, fixed at allocation), in the
-order its kernel takes them.  :class:`Arena` copies every array into its buffer and points
-the state's field at the copy, so the state object, the kernel and every reader (meters,
-shared-memory publishers) see the same memory.
+dataclass or a NamedTuple) with ``allocate(...)`` (a classmethod) and ``reset()`` (in
+place: a state never rebinds its arrays, the table points at them); its fields are
+C-contiguous arrays (float64, int64, float32; bool is stored as int64) or int/float
+constants fixed at allocation.  The arena keeps a reference to every array it points at
+(and its own copy of every constant), so an address in the table never dangles.
 """
 from __future__ import annotations
 
 import dataclasses
 
 import numpy as np
+from llvmlite import ir
+from numba import carray, types
+from numba.extending import intrinsic
 
 from edgemix.dsp._jit import kernel
 
-#: The buffers, by dtype: an array field goes to the buffer of its dtype (bool as int64).
+#: dtypes a state array may have (bool is kept as int64 by its state type).
 DTYPES = (np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.float32))
-#: Every slot starts on a 64-byte boundary (8 float64), like a fresh numpy array's data, so
-#: the vectorised channel loops see the alignment they saw before.
-ALIGN = 8
-#: Columns of the offset table: start, then up to three dimensions.
-_START, _D0, _D1, _D2 = 0, 1, 2, 3
+#: Columns of the table: address, then up to three dimensions.
+_ADDR, _D0, _D1, _D2 = 0, 1, 2, 3
 
 
 def _fields(state) -> list[tuple[str, object]]:
@@ -42,96 +48,103 @@ def _fields(state) -> list[tuple[str, object]]:
     raise TypeError(f"{type(state).__name__}: a stage state is a dataclass or a NamedTuple")
 
 
-def _buffer_of(value) -> int:
-    """Which buffer a field goes to (an index into :data:`DTYPES`)."""
+def _as_array(where: str, value) -> np.ndarray:
+    """A state field as the array the table points at (constants: a one-element copy)."""
     if isinstance(value, np.ndarray):
-        dt = np.dtype(np.int64) if value.dtype == np.bool_ else value.dtype
-    elif isinstance(value, (bool, int, np.integer)):
-        dt = np.dtype(np.int64)
-    elif isinstance(value, (float, np.floating)):
-        dt = np.dtype(np.float64)
-    else:
-        raise TypeError(f"a state field of type {type(value).__name__}: use an array, "
-                        "an int or a float")
-    if dt not in DTYPES:
-        raise TypeError(f"a state array of dtype {dt}: use one of "
-                        f"{', '.join(map(str, DTYPES))}")
-    return DTYPES.index(dt)
+        if value.dtype not in DTYPES:
+            raise TypeError(f"{where}: dtype {value.dtype}: use one of "
+                            f"{', '.join(map(str, DTYPES))}")
+        if not value.flags.c_contiguous or value.ndim > 3:
+            raise TypeError(f"{where}: a state array must be C-contiguous with <= 3 dimensions")
+        return value
+    if isinstance(value, (bool, int, np.integer)):
+        return np.array([value], np.int64)
+    if isinstance(value, (float, np.floating)):
+        return np.array([value], np.float64)
+    raise TypeError(f"{where}: a field of type {type(value).__name__}: use an array, an int "
+                    "or a float")
 
 
 class Arena:
-    """The states of a fused kernel's stages in three buffers and an offset table.
-
-    ``stages`` is a sequence of state objects; stage ``s``'s field ``f`` (in its type's
-    field order) is the slot ``table[s, f] = (start, d0, d1, d2)`` in the buffer of its
-    dtype.  After construction :attr:`stages` holds the states with every array field
-    pointing into the arena (dataclasses are updated in place, NamedTuples replaced);
-    int and float fields are copied in as one-element slots (constants).
-    """
+    """The address table of a fused kernel's stages: stage ``s``'s field ``f`` (in its
+    type's field order) is ``table[s, f] = (address, d0, d1, d2)``."""
 
     def __init__(self, stages):
-        stages = list(stages)
-        layout = [[(name, value, _buffer_of(value)) for name, value in _fields(st)]
-                  for st in stages]
-        n_fields = max((len(f) for f in layout), default=0)
-        self.table = np.zeros((len(stages), max(n_fields, 1), 4), np.int64)
-        sizes = [0, 0, 0]
-        for s, fields in enumerate(layout):
-            for f, (name, value, b) in enumerate(fields):
-                shape = value.shape if isinstance(value, np.ndarray) else (1,)
-                if len(shape) > 3:
-                    raise ValueError(f"{type(stages[s]).__name__}.{name}: at most 3 dimensions")
-                dims = list(shape) + [1] * (3 - len(shape))
-                start = -(-sizes[b] // ALIGN) * ALIGN
-                self.table[s, f] = (start, *dims)
-                sizes[b] = start + int(np.prod(shape, dtype=np.int64))
-        self.f64, self.i64, self.f32 = (np.zeros(max(n, 1), dt) for n, dt in zip(sizes, DTYPES))
-        buffers = (self.f64, self.i64, self.f32)
-        self.stages = []
-        for s, (st, fields) in enumerate(zip(stages, layout)):
-            new = {}
-            for f, (name, value, b) in enumerate(fields):
-                start, *dims = self.table[s, f]
-                if isinstance(value, np.ndarray):
-                    view = buffers[b][start:start + value.size].reshape(value.shape)
-                    view[...] = value
-                    new[name] = view
-                else:
-                    buffers[b][start] = value
-            if dataclasses.is_dataclass(st):
-                for name, view in new.items():
-                    setattr(st, name, view)
-                self.stages.append(st)
-            else:
-                self.stages.append(st._replace(**new))
+        self.stages = list(stages)
+        layout = [_fields(st) for st in self.stages]
+        n_fields = max((len(f) for f in layout), default=1)
+        self.table = np.zeros((len(self.stages), n_fields, 4), np.int64)
+        self._keep = []  # every array the table points at stays alive with the arena
+        for s, (st, fields) in enumerate(zip(self.stages, layout)):
+            for f, (name, value) in enumerate(fields):
+                a = _as_array(f"{type(st).__name__}.{name}", value)
+                self._keep.append(a)
+                dims = list(a.shape) + [1] * (3 - a.ndim)
+                self.table[s, f] = (a.ctypes.data, *dims)
 
-    @property
-    def args(self) -> tuple:
-        """The kernel's four arguments: ``(f64, i64, f32, table)``."""
-        return self.f64, self.i64, self.f32, self.table
-
-    @property
-    def nbytes(self) -> int:
-        return self.f64.nbytes + self.i64.nbytes + self.f32.nbytes + self.table.nbytes
+    def check(self) -> None:
+        """RuntimeError when a state's array was rebound since (the table would be stale)."""
+        for s, st in enumerate(self.stages):
+            for f, (name, value) in enumerate(_fields(st)):
+                if isinstance(value, np.ndarray) and value.ctypes.data != self.table[s, f, 0]:
+                    raise RuntimeError(f"{type(st).__name__}.{name} was replaced: states "
+                                       "change their arrays in place")
 
 
-@kernel(inline="always")
-def _view1(buf, table, s, f):
-    """Stage ``s``'s field ``f`` as a 1-D view of ``buf``."""
-    t = table[s, f]
-    return buf[t[_START]:t[_START] + t[_D0]]
+@intrinsic
+def _f64s(typingctx, address):
+    """An int64 address as ``double *``."""
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], ir.DoubleType().as_pointer())
+    return types.CPointer(types.float64)(types.int64), codegen
+
+
+@intrinsic
+def _i64s(typingctx, address):
+    """An int64 address as ``int64 *``."""
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], ir.IntType(64).as_pointer())
+    return types.CPointer(types.int64)(types.int64), codegen
+
+
+@intrinsic
+def _f32s(typingctx, address):
+    """An int64 address as ``float *``."""
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], ir.FloatType().as_pointer())
+    return types.CPointer(types.float32)(types.int64), codegen
 
 
 @kernel(inline="always")
-def _view2(buf, table, s, f):
-    """Stage ``s``'s field ``f`` as a 2-D view of ``buf``."""
+def _f64_1(table, s, f):
+    """Stage ``s``'s field ``f``: a 1-D float64 array."""
     t = table[s, f]
-    return buf[t[_START]:t[_START] + t[_D0] * t[_D1]].reshape((t[_D0], t[_D1]))
+    return carray(_f64s(t[_ADDR]), (t[_D0],))
 
 
 @kernel(inline="always")
-def _view3(buf, table, s, f):
-    """Stage ``s``'s field ``f`` as a 3-D view of ``buf``."""
+def _f64_2(table, s, f):
+    """Stage ``s``'s field ``f``: a 2-D float64 array."""
     t = table[s, f]
-    return buf[t[_START]:t[_START] + t[_D0] * t[_D1] * t[_D2]].reshape((t[_D0], t[_D1],
-                                                                          t[_D2]))
+    return carray(_f64s(t[_ADDR]), (t[_D0], t[_D1]))
+
+
+@kernel(inline="always")
+def _f64_3(table, s, f):
+    """Stage ``s``'s field ``f``: a 3-D float64 array."""
+    t = table[s, f]
+    return carray(_f64s(t[_ADDR]), (t[_D0], t[_D1], t[_D2]))
+
+
+@kernel(inline="always")
+def _i64_1(table, s, f):
+    """Stage ``s``'s field ``f``: a 1-D int64 array."""
+    t = table[s, f]
+    return carray(_i64s(t[_ADDR]), (t[_D0],))
+
+
+@kernel(inline="always")
+def _f32_2(table, s, f):
+    """Stage ``s``'s field ``f``: a 2-D float32 array."""
+    t = table[s, f]
+    return carray(_f32s(t[_ADDR]), (t[_D0], t[_D1]))

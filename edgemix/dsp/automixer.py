@@ -56,7 +56,7 @@ import numpy as np
 
 from edgemix import params as P
 from edgemix.dsp._jit import kernel
-from edgemix.dsp.arena import _view1, _view2
+from edgemix.dsp.arena import _f64_1, _f64_2
 from edgemix.params import CH, MS
 
 #: Control period (samples) at which shares, open set, noise floors and hold are decided.
@@ -133,9 +133,9 @@ class AutomixState:
 
 
 @kernel(inline="always")
-def _automix_views(f64, i64, f32, table, s):
+def _automix_views(table, s):
     """An :class:`AutomixState` in an arena, as :func:`_automix_block` takes it."""
-    return _view2(f64, table, s, 0), _view1(f64, table, s, 1), _view1(f64, table, s, 2)
+    return _f64_2(table, s, 0), _f64_1(table, s, 1), _f64_1(table, s, 2)
 
 
 @kernel

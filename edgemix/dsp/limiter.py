@@ -65,7 +65,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgemix.dsp._jit import kernel
-from edgemix.dsp.arena import _view1, _view2
+from edgemix.dsp.arena import _f64_1, _f64_2
 from edgemix.dsp.dynamics import _time_constant_alpha
 from edgemix.dsp.truepeak import (history, interpolator_for_rate, kernel_layout,
                                   _truepeak_estimate, _truepeak_write, windowed_sinc_phases)
@@ -345,11 +345,11 @@ class LimiterState:
 
 
 @kernel(inline="always")
-def _limiter_views(f64, i64, f32, table, s):
+def _limiter_views(table, s):
     """A :class:`LimiterState` in an arena, as :func:`_limiter_run` takes it."""
-    return (_view1(f64, table, s, 0), _view2(f64, table, s, 1), _view2(f64, table, s, 2),
-            _view2(f64, table, s, 3), _view2(f64, table, s, 4), _view1(f64, table, s, 5),
-            _view2(f64, table, s, 6))
+    return (_f64_1(table, s, 0), _f64_2(table, s, 1), _f64_2(table, s, 2),
+            _f64_2(table, s, 3), _f64_2(table, s, 4), _f64_1(table, s, 5),
+            _f64_2(table, s, 6))
 
 
 def _db(gain: float) -> float:

@@ -67,7 +67,7 @@ from typing import NamedTuple
 import numpy as np
 
 from edgemix.dsp._jit import kernel
-from edgemix.dsp.arena import _view1, _view2
+from edgemix.dsp.arena import _f64_1, _f64_2, _i64_1
 
 # --- BS.1770-4 / EBU Tech 3341 / Tech 3342 constants ---------------------------------------
 
@@ -216,10 +216,10 @@ class LoudnessState(NamedTuple):
 
 
 @kernel(inline="always")
-def _loudness_views(f64, i64, f32, table, s):
+def _loudness_views(table, s):
     """A :class:`LoudnessState` in an arena, as :func:`_loudness_process` takes it."""
-    return (_view1(f64, table, s, 0), _view1(f64, table, s, 1), _view1(i64, table, s, 2)[0],
-            _view1(f64, table, s, 3), _view2(f64, table, s, 4), _view2(f64, table, s, 5))
+    return (_f64_1(table, s, 0), _f64_1(table, s, 1), _i64_1(table, s, 2)[0],
+            _f64_1(table, s, 3), _f64_2(table, s, 4), _f64_2(table, s, 5))
 
 
 def hop_frames_for(sample_rate_hz: float) -> int:

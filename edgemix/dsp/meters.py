@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgemix.dsp._jit import kernel
-from edgemix.dsp.arena import _view1, _view2
+from edgemix.dsp.arena import _f64_1, _f64_2
 
 #: IEC 60268-18 digital peak meter return: 20 dB in 1.7 s.
 DEFAULT_PEAK_DECAY_DB_PER_S = 20.0 / 1.7
@@ -131,16 +131,16 @@ class CorrelationState:
 
 
 @kernel(inline="always")
-def _peak_views(f64, i64, f32, table, s):
+def _peak_views(table, s):
     """A :class:`PeakState` in an arena, as :func:`_peak_process` takes it: decay, hold,
     state."""
-    return _view1(f64, table, s, 1)[0], _view1(f64, table, s, 2)[0], _view2(f64, table, s, 0)
+    return _f64_1(table, s, 1)[0], _f64_1(table, s, 2)[0], _f64_2(table, s, 0)
 
 
 @kernel(inline="always")
-def _correlation_views(f64, i64, f32, table, s):
+def _correlation_views(table, s):
     """A :class:`CorrelationState` in an arena, as :func:`_correlation_process` takes it."""
-    return _view1(f64, table, s, 1)[0], _view1(f64, table, s, 0)
+    return _f64_1(table, s, 1)[0], _f64_1(table, s, 0)
 
 
 @kernel

@@ -58,7 +58,7 @@ import numpy as np
 
 from edgemix import params as P
 from edgemix.dsp._jit import kernel
-from edgemix.dsp.arena import _view1, _view2, _view3
+from edgemix.dsp.arena import _f64_1, _f64_2, _f64_3, _i64_1
 from edgemix.dsp.biquad import BUTTERWORTH2_Q, HIGHPASS, _rbj_coefficients
 from edgemix.dsp.dynamics import _gain_of_db
 from edgemix.params import MS
@@ -249,12 +249,12 @@ class ReverbState:
 
 
 @kernel(inline="always")
-def _reverb_views(f64, i64, f32, table, s):
+def _reverb_views(table, s):
     """A :class:`ReverbState` in an arena, as :func:`_reverb_block` takes it."""
-    return (_view2(f64, table, s, 0), _view2(f64, table, s, 1), _view3(f64, table, s, 2),
-            _view1(f64, table, s, 3), _view1(f64, table, s, 4), _view2(f64, table, s, 5),
-            _view1(i64, table, s, 6), _view1(i64, table, s, 7), _view1(f64, table, s, 8),
-            _view2(f64, table, s, 9), _view1(f64, table, s, 10))
+    return (_f64_2(table, s, 0), _f64_2(table, s, 1), _f64_3(table, s, 2),
+            _f64_1(table, s, 3), _f64_1(table, s, 4), _f64_2(table, s, 5),
+            _i64_1(table, s, 6), _i64_1(table, s, 7), _f64_1(table, s, 8),
+            _f64_2(table, s, 9), _f64_1(table, s, 10))
 
 
 @kernel

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgemix.dsp._jit import kernel
-from edgemix.dsp.arena import _view1, _view2, _view3
+from edgemix.dsp.arena import _f64_1, _f64_2, _f64_3, _i64_1
 from edgemix.dsp.biquad import (BUTTERWORTH2_Q, BUTTERWORTH4_Q, HIGHPASS, HIGHSHELF, LOWSHELF,
                                 PEAK, _rbj_coefficients, _set_identity)
 from edgemix.dsp.dynamics import (GATE_ENVELOPE_RELEASE_MS, _compressor_step, _fast_db_to_gain,
@@ -196,13 +196,13 @@ class StripState:
 
 
 @kernel(inline="always")
-def _strip_views(f64, i64, f32, table, s):
+def _strip_views(table, s):
     """A :class:`StripState` in an arena, in its field order (the strip kernels' order)."""
-    return (_view2(f64, table, s, 0), _view2(f64, table, s, 1), _view2(f64, table, s, 2),
-            _view2(f64, table, s, 3), _view3(f64, table, s, 4), _view3(f64, table, s, 5),
-            _view2(f64, table, s, 6), _view2(f64, table, s, 7), _view1(i64, table, s, 8),
-            _view1(i64, table, s, 9), _view1(i64, table, s, 10), _view1(f64, table, s, 11),
-            _view1(f64, table, s, 12), _view1(f64, table, s, 13))
+    return (_f64_2(table, s, 0), _f64_2(table, s, 1), _f64_2(table, s, 2),
+            _f64_2(table, s, 3), _f64_3(table, s, 4), _f64_3(table, s, 5),
+            _f64_2(table, s, 6), _f64_2(table, s, 7), _i64_1(table, s, 8),
+            _i64_1(table, s, 9), _i64_1(table, s, 10), _f64_1(table, s, 11),
+            _f64_1(table, s, 12), _f64_1(table, s, 13))
 
 @kernel(inline="always")
 def _tick(c, p, st_cur, gain, gain_t, coef, z, dyn, k, col_class, col_band, col_log, col_alpha,

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgemix.dsp._jit import kernel
-from edgemix.dsp.arena import _view1, _view2
+from edgemix.dsp.arena import _f64_2, _i64_1
 from edgemix.dsp.meters import lin_to_db
 
 #: ITU-R BS.1770-4 Annex 2, the order-48, 4-phase interpolating FIR, one row per phase
@@ -152,9 +152,9 @@ class TruePeakState:
 
 
 @kernel(inline="always")
-def _truepeak_views(f64, i64, f32, table, s):
+def _truepeak_views(table, s):
     """A :class:`TruePeakState` in an arena, as :func:`_truepeak_run` takes it."""
-    return _view2(f64, table, s, 0), _view2(f64, table, s, 1), _view1(i64, table, s, 2)[0]
+    return _f64_2(table, s, 0), _f64_2(table, s, 1), _i64_1(table, s, 2)[0]
 
 
 @kernel

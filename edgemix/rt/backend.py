@@ -24,8 +24,10 @@ class Backend:
     """Base class.  Subclasses set ``name`` and implement open/start/stop/close."""
 
     name = "base"
-    #: True where the backend's own thread should get real-time priority from the runner.
-    wants_rt_thread = False
+    #: True for a backend that steps the control path itself, synchronously between blocks
+    #: at audio time (the offline backends: offline == live stays exact); False for a live
+    #: one, whose control path runs on its own clock (the control process or thread).
+    drives_control = False
 
     def __init__(self, n_inputs: int, sample_rate_hz: float, block_size: int):
         self.n_inputs = int(n_inputs)

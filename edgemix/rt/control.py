@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from time import perf_counter_ns
 
 import numpy as np
 
@@ -41,6 +42,7 @@ from edgemix import params as P
 from edgemix.automix.policy import Automation, as_proposal
 from edgemix.rt import rtsched
 from edgemix.rt.ring import FrameRing
+from edgemix.rt.timing import StageTimer
 
 log = logging.getLogger("edgemix.rt")
 
@@ -54,6 +56,17 @@ POLLS_PER_HOP = 4
 #: plays its own source would otherwise come in up to 40 dB too loud for seconds.  A
 #: safety move, as a limiter's: nothing the person set is touched.
 TRIM_SNAP_DOWN_DB = 6.0
+#: What :attr:`ControlLoop.timer` times per hop: ``features`` (feeding the extractor up to
+#: the hop's boundary), ``inference`` (the policy's model call, when it reports one as
+#: ``inference_ns``), ``policy`` (the rest of the step: proposal, automation, staging) and
+#: ``control`` (the whole step: inference + policy).
+CONTROL_STAGES = ("features", "inference", "policy", "control")
+_FEATURES, _INFERENCE, _POLICY, _CONTROL = range(4)
+#: Levels that take their first proposal whole, as an engineer sets a channel's gain and
+#: fader the first time it plays, then rides them: slewing 1 dB per hop from the desk's
+#: defaults would leave a mic 20 dB off for two seconds, and two copies of a show that
+#: differ only in input gains would start as different mixes.
+FIRST_PROPOSAL_JUMPS = ("trim_db", "fader_db")
 
 
 def ring_capacity(hop_frames: int, block_size: int, ring_hops: int = RING_HOPS) -> int:
@@ -151,12 +164,15 @@ class ControlLoop:
         #: per channel, the policy's recognised role and probability beside the role in
         #: use (``policy.recognition()``), None for a policy that does not recognise roles
         self.last_recognition: list[dict] | None = None
+        self._proposed: np.ndarray | None = None   # parameters proposed at least once
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.rt_status = "not requested"
         #: the live :class:`~edgemix.rt.desk.Desk` when a control surface runs
         #: (:meth:`attach_desk`): proposals then go through it
         self.desk = None
+        #: per-hop stage timings (:data:`CONTROL_STAGES`), kept by the loop itself
+        self.timer = StageTimer(CONTROL_STAGES, 1 << 14)
 
     def attach_desk(self, desk) -> None:
         """Route every hop through ``desk`` (built on this loop's ``automation``): the
@@ -184,6 +200,11 @@ class ControlLoop:
         if self.features is not None:
             self.features.reset()
         self.automation.reset()
+        self.timer.reset()
+        self._proposed = None
+        target = getattr(self.policy, "master_target", None)
+        if target is not None:
+            target.reset()
 
     def advance(self) -> int:
         """Feed everything in the ring to the features, stepping at each hop boundary
@@ -209,21 +230,38 @@ class ControlLoop:
     def _feed(self, frames: np.ndarray) -> None:
         if self.features is None:
             return
+        t0 = perf_counter_ns()
         try:
             self.features.process(frames)
         except Exception as e:  # the frames are lost to the features; the clock goes on
             self._failed(e)
+        self.timer.add(_FEATURES, perf_counter_ns() - t0)
 
     def step(self) -> bool:
         """One hop: snapshot -> policy -> automation -> stage.  True when staged."""
         self.hops += 1
         if self.policy is None:
+            self.timer.end()
             return False
+        t0 = perf_counter_ns()
+        try:
+            return self._step()
+        finally:
+            total = perf_counter_ns() - t0
+            inference = min(int(getattr(self.policy, "inference_ns", 0)), total)
+            timer = self.timer
+            timer.add(_INFERENCE, inference)
+            timer.add(_POLICY, total - inference)
+            timer.add(_CONTROL, total)
+            timer.end()
+
+    def _step(self) -> bool:
         n = self.console.n_channels
         try:
             snap = self.features.snapshot() if self.features is not None \
                 else meter_snapshot(self.console)
             proposal = as_proposal(self.policy.propose(snap), n)
+            self._first_proposals_jump(proposal)
             self._snap_trims_down(proposal)
             self._propose_master(snap, proposal)
             if self.desk is not None:
@@ -244,6 +282,25 @@ class ControlLoop:
         self.last_recognition = recognition() if callable(recognition) else None
         self.updates += 1
         return True
+
+    def _first_proposals_jump(self, proposal) -> None:
+        """Where a ``FIRST_PROPOSAL_JUMPS`` level is proposed for the first time, its
+        target starts at the proposal blended with the person's setting by the automation
+        level (locked parameters stay the person's); the hop's step then holds it."""
+        from edgemix.automix.policy import blend
+        a = self.automation
+        if self._proposed is None or self._proposed.shape != a.targets.shape:
+            self._proposed = np.zeros(a.targets.shape, dtype=bool)
+        first = np.zeros(a.targets.shape, dtype=bool)
+        for name in FIRST_PROPOSAL_JUMPS:
+            j = getattr(P.CH, name)
+            first[:, j] = np.isfinite(proposal.values[:, j]) & ~self._proposed[:, j] \
+                & ~a.locked[:, j]
+        if first.any():
+            want = blend(a.manual, np.where(first, proposal.values, np.nan), a.level, a.locked)
+            a.targets[first] = want[first]
+            a._smooth[first] = np.nan  # noqa: SLF001 (restart the smoothing at the proposal)
+        self._proposed |= np.isfinite(proposal.values)
 
     def _snap_trims_down(self, proposal) -> None:
         """Trims proposed ``TRIM_SNAP_DOWN_DB`` or more below their target start there
@@ -349,6 +406,7 @@ class ControlLoop:
 
     def stats(self) -> dict:
         return {"hops": self.hops, "updates": self.updates, "errors": self.errors,
+                "timing": self.timer.summary(),
                 "rt": self.rt_status,
                 "last_error": self.last_error, "hop_frames": self.hop_frames,
                 "ring_capacity_frames": self.ring.capacity,

@@ -35,6 +35,7 @@ with a control thread).
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import types as pytypes
 
 import numpy as np
@@ -102,19 +103,16 @@ def control_recipe(session, kind: str | None = None, surface: dict | None = None
             "model_path": session.model.path, "model_backend": session.model.backend,
             "hop_ms": session.model.hop_ms, "surface": surface,
             "loudness_target_lufs": session.loudness_target_lufs,
-            "master": sorted(session.master)}
+            "master": sorted(session.master), "align": session.model.align,
+            "names": [c.name for c in session.channels]}
 
 
 def _policy_from(recipe):
     from edgemix.automix import make_policy
-    stand_in = pytypes.SimpleNamespace(
-        path=recipe["where"],
-        channels=[pytypes.SimpleNamespace(role=r) for r in recipe["roles"]],
-        model=pytypes.SimpleNamespace(path=recipe["model_path"],
-                                      backend=recipe["model_backend"]),
-        loudness_target_lufs=recipe["loudness_target_lufs"],
-        master={name: None for name in recipe["master"]})
-    return make_policy(recipe["kind"], stand_in)
+    model = pytypes.SimpleNamespace(path=recipe["model_path"], backend=recipe["model_backend"])
+    return make_policy(recipe["kind"], recipe["roles"], model,
+                       loudness_target_lufs=recipe["loudness_target_lufs"],
+                       person_master=tuple(recipe["master"]), where=recipe["where"])
 
 
 class _Layout:
@@ -180,6 +178,10 @@ def _control_main(shm_name, spec, recipe, conn, stop):
             from edgemix.features import FeatureExtractor
             features = FeatureExtractor(spec["sample_rate_hz"], spec["n_channels"],
                                         hop_ms=recipe["hop_ms"])
+            if recipe.get("align"):  # live alignment (edgemix/automix/prep/live.py)
+                from edgemix.automix.prep.live import with_alignment
+                policy, features = with_alignment(policy, features, spec["n_channels"],
+                                                  spec["sample_rate_hz"], recipe["names"])
             console = _MailboxConsole(spec, a)
             ring = FrameRing(spec["ring_frames"], spec["n_channels"], data=a["ring"],
                              idx=a["idx"])
@@ -202,17 +204,22 @@ def _control_main(shm_name, spec, recipe, conn, stop):
             conn.send({"error": msg})
             return
         conn.send({"ready": True, "surface": surface.addresses if surface else []})
+        surface_stats = {}
         try:
             _run(loop, a["stats"], stop)
         finally:
             if surface is not None:
-                surface.stop()
                 if surface.scenes is not None:
                     surface.scenes.cancel()
+                surface_stats = surface.stats()
+                surface.stop()
         conn.send({"last_error": loop.last_error, "last_good": loop.last_good,
+                   "surface_stats": surface_stats,
                    "last_explanations": loop.last_explanations,
                    "last_master_explanations": loop.last_master_explanations,
                    "last_recognition": loop.last_recognition,
+                   "timing_rows": loop.timer.rows(), "timing_stages": loop.timer.stages,
+                   "pid": os.getpid(),
                    "ring_dropped_frames": loop.ring.dropped_frames,
                    "ring_dropped_blocks": loop.ring.dropped_blocks})
     finally:
@@ -414,8 +421,16 @@ class ControlProcess:
         s = self._a["stats"] if self._a is not None else None
         hops, updates, errors = ((int(s[S_HOPS]), int(s[S_UPDATES]), int(s[S_ERRORS]))
                                  if s is not None else self._counts)
+        timing = {}
+        if "timing_rows" in self.final:  # the control process's own timers, after stop
+            from edgemix.rt.timing import stats_ms
+            rows = self.final["timing_rows"]
+            timing = {name: stats_ms(rows[:, i])
+                      for i, name in enumerate(self.final["timing_stages"])}
         return {"process": True, "hops": hops, "updates": updates, "errors": errors,
+                "timing": timing, "pid": self.final.get("pid"),
                 "surface": self.surface_addresses,
+                "surface_stats": self.final.get("surface_stats", {}),
                 "applied": self.applied, "rt": self.rt_status,
                 "last_error": self.final.get("last_error"), "hop_frames": self.hop_frames,
                 "ring_capacity_frames": self.ring.capacity,

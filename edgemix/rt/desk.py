@@ -319,12 +319,22 @@ class Desk:
 
     def release(self, channel, what: str | None = None, source: str = "release") -> list[Change]:
         """Hand back to the automation: one parameter, a group of :data:`GROUPS`, or (None)
-        the whole channel.  The value stays where it is until the policy's next hop moves
+        the whole channel; on ``"master"`` a master parameter, or (None) all of them.  The value stays where it is until the policy's next hop moves
         it (by its slew); the echo says the owner is ``"auto"``."""
         with self._lock:
             c = self._channel(channel)
-            if c is None:
-                raise DeskError("the master is not automated: there is nothing to hand back")
+            if c is None:  # the policy may move master parameters too (its loudness target)
+                names = list(P.MASTER_SPECS) if what is None else \
+                    [P.MASTER_PARAMS[self._master_index(what)].name]
+                changes = []
+                for name in names:
+                    j = getattr(P.MS, name)
+                    if self.master_person[j]:
+                        self.master_person[j] = False
+                        changes.append(self._change("master", name, float(self.master[j]),
+                                                    AUTO, source))
+                self._commit(changes, stage=False)
+                return changes
             if what is None:
                 names = [s.name for s in P.CHANNEL_PARAMS]
             elif what in GROUPS:
@@ -359,14 +369,6 @@ class Desk:
             for c, j in moved:
                 changes.append(self._change(int(c) + 1, P.CHANNEL_PARAMS[j].name,
                                             float(new[c, j]), AUTO, source))
-            pm = getattr(proposal, "master", None)
-            if pm is not None:  # master proposals: only where no person set the value
-                for j in np.flatnonzero(np.isfinite(pm) & ~self.master_person):
-                    v = float(P.MASTER_PARAMS[j].clip(pm[j]))
-                    if v != self.master[j]:
-                        self.master[j] = v
-                        changes.append(self._change("master", P.MASTER_PARAMS[j].name, v,
-                                                    AUTO, source))
             for c, why in enumerate(getattr(proposal, "explanations", ()) or ()):
                 if c < self.n_channels:
                     self.explanations[c] = {

@@ -99,7 +99,6 @@ class JackBackend(Backend):
     """
 
     name = "jack"
-    wants_rt_thread = True
 
     def __init__(self, n_inputs: int, sample_rate_hz: float, block_size: int, *,
                  client_name: str = "edgemix", server: str | None = None,

@@ -105,7 +105,6 @@ class RtmixerBackend(Backend):
     """PortAudio duplex stream with a C callback and a Python DSP worker thread."""
 
     name = "portaudio"
-    wants_rt_thread = True
 
     def __init__(self, n_inputs: int, sample_rate_hz: float, block_size: int, *,
                  device="", ring_blocks: int = 4, input_ring_blocks: int = 64,

@@ -40,7 +40,7 @@ import numpy as np
 
 from edgemix.rt import rtsched
 from edgemix.rt.backend import Backend, DeviceError
-from edgemix.rt.timing import BlockTimer
+from edgemix.rt.timing import BlockTimer, StageTimer
 
 log = logging.getLogger("edgemix.rt")
 
@@ -99,6 +99,9 @@ class Runner:
         self.retry_s = retry_s
         self.max_retries = max_retries
         self.timer = BlockTimer(timer_capacity)
+        #: the console's share of each block (``dsp``; the rest of ``timer``'s block is the
+        #: hand-off to the control path, the recorder and the meters)
+        self.stage_timer = StageTimer(("dsp",), timer_capacity)
         self.ns_per_frame = 1e9 / console.sample_rate_hz
         self.errors = 0          # exceptions caught in the audio path (output zeroed)
         self.frames = 0
@@ -113,7 +116,7 @@ class Runner:
         self._stop = threading.Event()
         self._audio_thread: int | None = None  # the thread enter_audio_thread last set up
         self.control = None
-        live = not getattr(backend, "drives_control", False)
+        live = not backend.drives_control
         if control_recipe is not None and live:
             # a live run: the control path in its own process (its Python never holds
             # this process's GIL; see edgemix.rt.control_process and docs/design-notes.md)
@@ -139,6 +142,8 @@ class Runner:
         except Exception:  # fail soft: the output buffer is always filled
             out.fill(0.0)
             self.errors += 1
+        self.stage_timer.add(0, perf_counter_ns() - t0)
+        self.stage_timer.end()
         if self.control is not None:
             self.control.push(x)
         if self.recorder is not None:
@@ -196,6 +201,7 @@ class Runner:
         if self.recorder is not None:
             self.recorder.ring.warmup(n)
         self.timer.reset()
+        self.stage_timer.reset()
 
     def _raise_helpers(self) -> None:
         """Owner thread, once the audio thread has run its first block: put the owner, the
@@ -270,7 +276,7 @@ class Runner:
         gc.collect()
         gc.freeze()
         gc.disable()
-        live = not getattr(self.backend, "drives_control", False)
+        live = not self.backend.drives_control
         if live and self.rt_priority:
             self.memlock_status = rtsched.lock_memory()
         t_start = time.monotonic()

@@ -111,6 +111,11 @@ class Surface:
         self._listeners.append(hand_on)
         return hand_on
 
+    def stats(self) -> dict:
+        """Each server's ``stats()`` (those that keep counters), by name."""
+        return {getattr(s, "name", str(i)): s.stats() for i, s in enumerate(self.servers)
+                if callable(getattr(s, "stats", None))}
+
     # ---- owner thread -------------------------------------------------------------------
     def start(self, timeout_s: float = START_TIMEOUT_S) -> list[str]:
         """Start the thread and every server on it; return their addresses.  SurfaceError
@@ -207,6 +212,25 @@ def announce(addresses, echo=None) -> None:
         out(f"edgemix: control surface: {a}")
 
 
+def write_live_session(path, channels, stems_dir, policy: str):
+    """A session file that plays ``stems_dir`` in real time with the control surface on
+    (what ``edgemix demo`` leaves behind to try it: ``edgemix run --config PATH``)."""
+    import os
+    import pathlib
+    import tomli_w
+    path = pathlib.Path(path)
+    stems = os.path.relpath(pathlib.Path(stems_dir).resolve(), path.parent.resolve())
+    doc = {"session": {"name": "live demo"},
+           "backend": {"kind": "offline", "inputs": [stems], "paced": True,
+                       "output": "live_mix.wav"},
+           "model": {"policy": policy if policy in ("none", "rules", "model") else "rules"},
+           "control": {"osc": OSC_PORT, "web": WEB_PORT},
+           "channels": [{"name": c.name, "input": c.input, "role": c.role,
+                         "colour": c.colour} for c in channels]}
+    path.write_text(tomli_w.dumps(doc), "utf-8")
+    return path
+
+
 def surface_recipe(session, config=None) -> dict | None:
     """What the control process needs to run ``session``'s control surface, as plain
     picklable values (``config``: a :class:`~edgemix.session.ControlConfig` overriding the
@@ -249,13 +273,11 @@ def start_control_surface(recipe: dict, loop, stage, meters=None):
     return surface
 
 
-def build_surface(desk, config, *, scenes=None, meters=None, explain=None) -> Surface:
+def build_surface(desk, config, *, scenes=None, meters=None) -> Surface:
     """A :class:`Surface` with the servers ``config`` (a
     :class:`~edgemix.session.ControlConfig`) asks for: OSC when ``config.osc``, the web
-    page when ``config.web``.  ``explain``: extra per-parameter explanations (unused by
-    the desk itself; servers read ``surface.explain``)."""
+    page when ``config.web``."""
     surface = Surface(desk, scenes=scenes, meters=meters, config=config)
-    surface.explain = explain
     if config.osc is not None:
         from edgemix.rt.osc.server import OscServer
         host, port = config.osc

@@ -49,6 +49,14 @@ class BlockTimer:
         """Blocks whose processing ended after their deadline."""
         return int(self._count[1])
 
+    def rows(self) -> np.ndarray:
+        """``(blocks kept, 3)`` int64 ns (start, end, deadline), oldest first (a copy)."""
+        n = int(self._count[0])
+        if n <= self.capacity:
+            return self._t[:n].copy()
+        k = n & self._mask
+        return np.concatenate([self._t[k:], self._t[:k]])
+
     def shares(self) -> np.ndarray:
         """Processing time / allowed time of the newest ``min(blocks, capacity)`` blocks."""
         n = min(int(self._count[0]), self.capacity)
@@ -67,3 +75,79 @@ class BlockTimer:
         p50, p99 = np.percentile(s, [50.0, 99.0])
         return {"blocks": self.blocks, "late": self.late, "p50": float(p50),
                 "p99": float(p99), "max": float(s.max()), "mean": float(s.mean())}
+
+
+#: Percentiles every stage summary reports.
+PERCENTILES = (50.0, 95.0, 99.0, 99.9)
+
+
+def stats_ms(ns) -> dict:
+    """p50/p95/p99/p99.9/max/mean of durations given in ns, in ms (empty -> zeros)."""
+    ns = np.asarray(ns, dtype=np.float64)
+    if ns.size == 0:
+        return {"n": 0, **{f"p{p:g}_ms": 0.0 for p in PERCENTILES}, "max_ms": 0.0,
+                "mean_ms": 0.0}
+    q = np.percentile(ns, PERCENTILES) / 1e6
+    out = {"n": int(ns.size)}
+    out.update({f"p{p:g}_ms": float(v) for p, v in zip(PERCENTILES, q)})
+    out["max_ms"] = float(ns.max() / 1e6)
+    out["mean_ms"] = float(ns.mean() / 1e6)
+    return out
+
+
+class StageTimer:
+    """Per-stage durations (ns) of the last ``capacity`` rounds, one column per stage name.
+
+    Like sushi's ``--timing-statistics``, kept where the work happens: the runner times
+    the console inside each block, the control loop each stage of each hop.  ``add``
+    (the timed thread) only stores integers into arrays allocated up front; ``summary``
+    and ``rows`` copy, from any thread.
+    """
+
+    def __init__(self, stages, capacity: int = 1 << 16):
+        if capacity < 1 or capacity & (capacity - 1):
+            raise ValueError(f"timer capacity {capacity}: use a power of two")
+        self.stages = tuple(stages)
+        self.capacity = int(capacity)
+        self._mask = self.capacity - 1
+        self._t = np.zeros((self.capacity, len(self.stages)), np.int64)
+        self._count = np.zeros(1, np.int64)
+        self._n = len(self.stages)
+        self._i = 0
+
+    def add(self, stage: int, ns: int) -> None:
+        """The timed thread: add ``ns`` to ``stage`` of the current round (calls add up;
+        scalar stores only, no Python objects kept)."""
+        self._t[self._i, stage] += ns
+
+    def end(self) -> None:
+        """Close the current round; the next one starts at zero."""
+        c = self._count
+        c[0] += 1
+        i = int(c[0]) & self._mask
+        self._i = i
+        t = self._t
+        for j in range(self._n):
+            t[i, j] = 0
+
+    def reset(self) -> None:
+        self._count[0] = 0
+        self._i = 0
+        self._t[0] = 0
+
+    @property
+    def rounds(self) -> int:
+        return int(self._count[0])
+
+    def rows(self) -> np.ndarray:
+        """``(rounds kept, stages)`` int64 ns, oldest first (a copy)."""
+        n = int(self._count[0])
+        if n <= self.capacity:
+            return self._t[:n].copy()
+        k = n & self._mask
+        return np.concatenate([self._t[k:], self._t[:k]])
+
+    def summary(self, rows: np.ndarray | None = None) -> dict:
+        """``{stage: stats_ms(...)}`` over the rounds kept."""
+        rows = self.rows() if rows is None else rows
+        return {s: stats_ms(rows[:, i]) for i, s in enumerate(self.stages)}

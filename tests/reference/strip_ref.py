@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from tests.reference.delay_ref import delayed
+
 
 def rbj(kind, f0, fs, q, gain_db=0.0):
     """RBJ Audio EQ Cookbook: returns (b, a) with a[0] = 1."""
@@ -104,12 +106,16 @@ def pan_gains(pan):
 
 
 def strip(x, fs, p):
-    """One channel through trim, polarity, HPF, EQ, compressor, fader and pan.
+    """One channel through the input delay, trim, polarity, HPF, EQ, compressor, fader
+    and pan.
 
     ``p`` is a dict of parameter values (the gate is left out here: tested on its own).
     Returns (left, right, pre_fader).
     """
-    s = np.asarray(x, dtype=np.float64) * 10 ** (p["trim_db"] / 20)
+    s = np.asarray(x, dtype=np.float64)
+    if p.get("delay_ms", 0.0):
+        s = delayed(s, p["delay_ms"] * 1e-3 * fs)
+    s = s * 10 ** (p["trim_db"] / 20)
     if p["polarity_invert"]:
         s = -s
     if p["hpf_on"]:

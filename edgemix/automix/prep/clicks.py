@@ -179,28 +179,29 @@ def _residual_matched(x, a, hop, e, m, norms):
     at a hop boundary would itself put a step in the residual."""
     n = x.shape[0]
     p1 = a.shape[1]
-    c = np.empty(p1)
     for i in range(n):
         f0 = i // hop
         w = (i - f0 * hop) / hop
-        acc = 0.0
-        for k in range(p1):
-            c[k] = (1.0 - w) * a[f0, k] + w * a[f0 + 1, k]
-            j = i - k
-            if j >= 0:
-                acc += c[k] * x[j]
-        e[i] = acc
+        a0 = a[f0]
+        a1 = a[f0 + 1]
+        acc0 = 0.0
+        acc1 = 0.0
+        for k in range(min(p1, i + 1)):
+            acc0 += a0[k] * x[i - k]
+            acc1 += a1[k] * x[i - k]
+        e[i] = (1.0 - w) * acc0 + w * acc1
     for i in range(n):
         f0 = i // hop
         w = (i - f0 * hop) / hop
+        a0 = a[f0]
+        a1 = a[f0 + 1]
         acc = 0.0
         nn = 0.0
         for k in range(p1):
-            ck = (1.0 - w) * a[f0, k] + w * a[f0 + 1, k]
+            ck = (1.0 - w) * a0[k] + w * a1[k]
             nn += ck * ck
-            j = i + k
-            if j < n:
-                acc += ck * e[j]
+        for k in range(min(p1, n - i)):
+            acc += ((1.0 - w) * a0[k] + w * a1[k]) * e[i + k]
         m[i] = acc
         norms[i] = np.sqrt(nn)
 
@@ -228,16 +229,19 @@ def coefficients_at(a: np.ndarray, n: int, hop: int) -> np.ndarray:
 
 def robust_scale(z: np.ndarray, block: int, reach: int = SCALE_REACH,
                  q: float = SCALE_QUANTILE, sigma_per_q: float = _QUANTILE_SIGMA) -> np.ndarray:
-    """Per sample: the ``q`` percentile of ``|z|`` over blocks of ``block`` samples, the
+    """Per sample: the ``q`` percentile (order statistic) of ``|z|`` over blocks of ``block`` samples, the
     largest over the ``reach`` blocks either side, over ``sigma_per_q`` (so a Gaussian
     reads its standard deviation)."""
     n = len(z)
     nb = -(-n // block)
     padded = np.zeros(nb * block)
     padded[:n] = np.abs(z)
-    stat = np.percentile(padded.reshape(nb, block), q, axis=1)
+    kq = min(int(q / 100.0 * block), block - 1)
+    stat = np.partition(padded.reshape(nb, block), kq, axis=1)[:, kq]
     if n % block:           # the last, partial block: its own samples only
-        stat[-1] = np.percentile(np.abs(z[(nb - 1) * block:]), q)
+        tail = np.abs(z[(nb - 1) * block:])
+        stat[-1] = np.partition(tail, min(int(q / 100.0 * len(tail)), len(tail) - 1))[
+            min(int(q / 100.0 * len(tail)), len(tail) - 1)]
     wide = np.pad(stat, reach, mode="edge")
     top = np.max(np.stack([wide[k:k + nb] for k in range(2 * reach + 1)]), axis=0)
     return np.repeat(top, block)[:n] / sigma_per_q

@@ -4,7 +4,9 @@ What a client may send (replies go to the sender's address and port, as on an X-
 
 * ``/xinfo``, ``/info``, ``/status``: who we are (an XR18 to X-Air apps);
 * ``/xremote``: this client hears every change for 10 s (renew it, as X-Air apps do);
-  ``/edgemix/xremote`` also the ``/edgemix/...`` echo in units and the owner changes;
+  ``/edgemix/xremote`` also the ``/edgemix/...`` echo in units and the owner changes,
+  each batch closed by ``/edgemix/seq ,i N`` (the desk's change number: a client that
+  sees a gap missed a datagram and can query again);
 * an X-Air parameter address (:mod:`edgemix.rt.osc.xair`) with a value: set it (the
   person's move, through the desk); without a value: the reply is the current value;
 * ``/meters ,si <id> [channel]``: meter blobs to ``<id>`` every 50 ms for 10 s, in the
@@ -33,8 +35,8 @@ import struct
 import time
 from collections import OrderedDict
 
-from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
+from pythonosc.parsing import osc_types as T
 
 from edgemix import params as P
 from edgemix.rt.desk import GROUPS, DeskError
@@ -58,29 +60,53 @@ _HEADAMP = re.compile(r"^/headamp/(\d\d)/gain$")
 _SNAP = re.compile(r"^/-?snap/(\d\d)/name$")
 
 
+_NO_DATA_TAGS = frozenset("TFNI")
+
+
+def _arg(tag: str, value) -> bytes:
+    """One argument's bytes for its type tag (python-osc's writers)."""
+    if tag == "i":
+        return T.write_int(value)
+    if tag == "f":
+        return T.write_float(value)
+    if tag == "s":
+        return T.write_string(value)
+    if tag == "b":
+        return T.write_blob(bytes(value))
+    if tag == "d":
+        return T.write_double(value)
+    if tag == "h":
+        return T.write_int64(value)
+    if tag in _NO_DATA_TAGS:
+        return b""
+    raise ValueError(f"OSC type tag {tag!r} is not used here")
+
+
 def message(address: str, *args) -> bytes:
-    """One OSC message (python-osc): ints as 'i', floats 'f', text 's', bytes 'b'."""
-    b = OscMessageBuilder(address=address)
+    """One OSC message: ints as 'i', floats 'f', text 's', bytes 'b'.  Written with
+    python-osc's type writers directly: its message builder parses every datagram it
+    builds again, which doubled the cost of an echo."""
+    tags = ""
     for a in args:
-        b.add_arg(a)
-    return b.build().dgram
+        tags += "i" if isinstance(a, int) and not isinstance(a, bool) else \
+            "f" if isinstance(a, float) else "s" if isinstance(a, str) else \
+            "b" if isinstance(a, (bytes, bytearray)) else "?"
+    return T.write_string(address) + T.write_string("," + tags) + b"".join(
+        _arg(tag, a) for tag, a in zip(tags, args))
 
 
 def complete(msg) -> bool:
     """True when re-encoding the parsed message gives back its exact bytes: python-osc
     reads a float whose bytes are missing as 0.0, which must not reach a fader."""
-    from pythonosc.parsing import osc_types
     dg = msg.dgram
     try:
-        _, i = osc_types.get_string(dg, 0)
-        tags, _ = osc_types.get_string(dg, i)
-        b = OscMessageBuilder(address=msg.address)
+        _, i = T.get_string(dg, 0)
+        tags, _ = T.get_string(dg, i)
         params = list(msg.params)
-        if len(tags) - 1 != len(params):
+        if not tags.startswith(",") or len(tags) - 1 != len(params):
             return False
-        for tag, v in zip(tags[1:], params):
-            b.add_arg(v, tag)
-        return b.build().dgram == dg
+        body = b"".join(_arg(tag, v) for tag, v in zip(tags[1:], params))
+        return T.write_string(msg.address) + T.write_string(tags) + body == dg
     except Exception:
         return False
 
@@ -177,7 +203,18 @@ class OscServer:
             pass
         surface.listen(self._on_changes, batch=True)
         self._meter_task = loop.create_task(self._meter_loop())
+        from edgemix.rt.surface import is_local
+        if not is_local(self.host) and not self.allow:
+            log.warning("OSC on %s takes every write from anyone who reaches port %d (X-Air "
+                        "apps send no token): limit it with [control] osc_allow = "
+                        "[\"192.168.1.0/24\"]", self.host, self.port)
         return f"osc://{self.host}:{self.port} (UDP, Behringer X-Air dialect)"
+
+    def stats(self) -> dict:
+        """Counters: messages handled, error replies, dropped by the rate limit, refused by
+        the allow-list; clients heard."""
+        return {"received": self.received, "errors": self.errors, "dropped": self.dropped,
+                "refused": self.refused, "clients": len(self._clients)}
 
     async def stop(self) -> None:
         if self._meter_task is not None:
@@ -362,6 +399,10 @@ class OscServer:
         if parts == ["xremote"]:
             self._xremote[addr] = (time.monotonic() + self.subscription_s, True)
             return
+        if parts == ["seq"]:
+            if args:
+                raise X.XAirError(f"{address}: read-only (the desk's last change number)")
+            return self._send(addr, message(address, int(d.seq)))
         if parts[0] == "scene":
             return self._scene(parts[1:], address, args, addr)
         if parts[0] == "automix" and len(parts) == 2:
@@ -372,6 +413,17 @@ class OscServer:
                                   "detector_ms")
             return self._units(address, "master", names[parts[1]], args, arg, addr, source,
                                integer=parts[1] != "detector_ms")
+        if parts == ["master", "auto"]:
+            if not args:
+                mine = [s.name for s in P.MASTER_PARAMS if d.owner("master", s.name) == "person"]
+                return self._send(addr, message(address, ",".join(mine)))
+            what = self._text(arg, address)
+            d.release("master", None if what == "all" else what, source=source)
+            return
+        if parts[0] == "master" and len(parts) == 3 and parts[1] == "owner":
+            if args:
+                raise X.XAirError(f"{address}: the owner is read-only")
+            return self._send(addr, message(address, d.owner("master", parts[2])))
         if parts[0] == "master" and len(parts) == 2:
             return self._units(address, "master", parts[1], args, arg, addr, source)
         if parts[0] == "meters" and parts[1:] == ["automix"]:
@@ -423,11 +475,8 @@ class OscServer:
         raise X.XAirError(f"{address}: unknown address (see docs/osc.md for /edgemix/...)")
 
     def _explain(self, ch: int, param: str) -> str:
-        explain = getattr(self.surface, "explain", None)
-        if callable(explain):
-            text = explain(ch, param)
-            if text:
-                return str(text)
+        """The policy's sentence for the parameter's last automatic move (the desk keeps
+        them per hop), else who holds it."""
         why = self.desk.snapshot()["channels"][ch - 1]["explanations"].get(param)
         if why:
             return why
@@ -526,10 +575,13 @@ class OscServer:
             del self._xremote[a]
         if not self._xremote:
             return
+        want_units = any(u for _, u in self._xremote.values())
         xair, units = [], []
+        seq = message("/edgemix/seq", int(changes[-1].seq))  # the batch's last change
         for c in changes:
             xair.extend((c.source, dg) for dg in self._xair_echo(c))
-            units.append((c.source, self._units_echo(c)))
+            if want_units:
+                units.append((c.source, self._units_echo(c)))
         for client, (_, with_units) in self._xremote.items():
             me = f"osc:{client[0]}:{client[1]}"
             for src, dg in xair:
@@ -539,6 +591,7 @@ class OscServer:
                 for src, dgs in units:
                     for dg in dgs:
                         self._send(client, dg)
+                self._send(client, seq)
 
     def _xair_echo(self, c) -> list[bytes]:
         if c.channel == "master":
