@@ -34,14 +34,14 @@ def test_role_accuracy_per_library(benchmark):
 @pytest.mark.parametrize("kind", ["heldout_libraries", "synthesised"])
 def test_model_and_rules_side_by_side(benchmark, kind, tmp_path):
     from export import compare as C
-    from export.teacher import teach
     gen = C.heldout_library_sessions if kind == "heldout_libraries" else \
         C.heldout_synth_sessions
 
     def run():
         rows = []
         for i, s in enumerate(gen(2)):
-            rows.append(C.session_measures(s.stems, s.roles, s.sample_rate_hz, teach(s),
+            rows.append(C.session_measures(s.stems, s.roles, s.sample_rate_hz,
+                                           C.taught(s, f"{kind}-{i}"),
                                            seed=i, work=tmp_path / str(i)))
         return C.summarise(rows)
     summary = benchmark.pedantic(run, rounds=1, iterations=1)

@@ -190,18 +190,37 @@ def heldout_synth_sessions(n: int, seconds: float = 8.0):
                             sample_rate_hz=SAMPLE_RATE_HZ, keep_clean=False)
 
 
-def compare(n_sessions: int = 6, log=print) -> dict:
-    """Both kinds of held-out sessions, teacher and both policies: rows and summaries."""
+def taught(session, name: str):
+    """The teacher's result for a comparison session, cached under ``.cache/compare/``
+    (keyed by the teacher's label key, :func:`export.dataset.label_key`)."""
+    from types import SimpleNamespace
+    from export.dataset import label_key
     from export.teacher import teach
+    path = pathlib.Path(__file__).resolve().parents[1] / ".cache" / "compare" / \
+        f"{label_key()}-{name}.npz"
+    if path.is_file():
+        with np.load(path) as z:
+            return SimpleNamespace(channel_params=z["channel_params"],
+                                   master_params=z["master_params"])
+    t = teach(session)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, channel_params=t.channel_params, master_params=t.master_params)
+    return t
+
+
+def compare(n_sessions: int = 6, log=print, teach_only: bool = False) -> dict:
+    """Both kinds of held-out sessions, teacher and both policies: rows and summaries."""
     res = {}
     for kind, gen in (("synthesised", heldout_synth_sessions),
                       ("heldout_libraries", heldout_library_sessions)):
         rows = []
         for i, s in enumerate(gen(n_sessions)):
-            t = teach(s)
+            t = taught(s, f"{kind}-{i}")
+            if teach_only:
+                continue
             rows.append(session_measures(s.stems, s.roles, s.sample_rate_hz, t, seed=i))
             log(f"{kind}: {i + 1}/{n_sessions}: {rows[-1]}")
-        res[kind] = {"sessions": rows, "summary": summarise(rows)}
+        res[kind] = {"sessions": rows, "summary": summarise(rows) if rows else {}}
     return res
 
 
@@ -212,10 +231,15 @@ def main(argv=None) -> int:
     from export.verify import sha256_of
     ap = argparse.ArgumentParser(prog="python -m export.compare", description=main.__doc__)
     ap.add_argument("--sessions", type=int, default=6)
+    ap.add_argument("--teach-only", action="store_true",
+                    help="only fill the teacher's cache (it does not depend on the model)")
     ap.add_argument("--out", default=str(pathlib.Path(__file__).resolve().parents[1]
                                          / "models" / "comparison.json"))
     a = ap.parse_args(argv)
-    res = compare(a.sessions, log=lambda s: print(s, file=sys.stderr, flush=True))
+    res = compare(a.sessions, log=lambda s: print(s, file=sys.stderr, flush=True),
+                  teach_only=a.teach_only)
+    if a.teach_only:
+        return 0
     model = pathlib.Path(__file__).resolve().parents[1] / "models" / "student.npz"
     res["model_sha256"] = sha256_of(model)
     pathlib.Path(a.out).write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")

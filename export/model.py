@@ -129,14 +129,22 @@ class Student(nn.Module):
     def level_direction(self) -> torch.Tensor:
         """How the standardised input moves per dB of preamp gain: ``in_scale`` on the
         level features, 0 elsewhere (unit length)."""
+        from edgemix.features import N_FEATURES
+        if self.in_scale.numel() != N_FEATURES:      # a model of other inputs (tests)
+            return torch.zeros_like(self.in_scale)
         v = self.in_scale * torch.from_numpy(_matching(LEVEL_FEATURES).astype(np.float32))
         return v / torch.clamp(torch.linalg.vector_norm(v), min=1e-12)
 
     def enc1_weight(self) -> torch.Tensor:
         """The first layer's weights with their component along :meth:`level_direction`
-        removed (``W - (W v) v^T``): a gain moves no hidden unit."""
-        v = self.level_direction()
+        removed (``W - (W v) v^T``): a gain moves no hidden unit.  A model made from
+        final (int8-grid) weights (``project_enc1 = False``) keeps them as they are: the
+        float files carry exactly the int8 file's weights, the projection's residue is
+        the rounding's."""
         w = self.enc1.weight
+        if not getattr(self, "project_enc1", True):
+            return w
+        v = self.level_direction()
         return w - torch.outer(w @ v, v)
 
     def fit_outputs(self, features: np.ndarray, mask: np.ndarray,

@@ -159,7 +159,9 @@ def _quantisation_aware(model, data, tensors, cfg, rng, losses, progress):
     _run_epochs(model, tensors, cfg, cfg.qat_epochs, cfg.qat_lr, rng, losses, progress)
     model.set_fake_quant(None)
     weights = round_weights(model.export_weights(*names))
-    return Student.from_weights(weights), calibrate(weights, *cal)
+    final = Student.from_weights(weights)
+    final.project_enc1 = False      # the rounded weights as they are (Student.enc1_weight)
+    return final, calibrate(weights, *cal)
 
 
 def int8_loss_scales() -> np.ndarray:
