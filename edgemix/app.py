@@ -341,3 +341,29 @@ def session_from_stems(session: Session, stems) -> Session:
             channels.append(ChannelConfig(name=name, input=k, role=role, colour=colour_of(role)))
             k += 1
     return dataclasses.replace(session, channels=tuple(channels), channels_given=True)
+
+
+def mix_stems(stems, output="mix.wav", *, params=None, policy: str = "auto",
+              stems_out=None, progress: bool = False) -> MixResult:
+    """Mix a folder of WAV stems (one file per input) offline, as ``edgemix mix`` does.
+
+    ``output``: the stereo mix (WAV).  ``params``: a session TOML file (channel names,
+    roles, automation levels, manual settings), or None to name the channels and guess
+    their roles from the file names.  ``policy``: ``auto`` (the shipped model when its files
+    are here, else the rules), ``model``, ``rules`` or ``none``.  ``stems_out``: a folder
+    for each channel's processed stem.  Returns the :class:`MixResult` (``report()``
+    gives every setting and why); a mistake the user can fix is a one-line
+    :class:`~edgemix.errors.UserError`."""
+    from pathlib import Path
+    from edgemix.session import default_session, load_session
+    try:
+        session = load_session(params) if params else default_session(0)
+    except SessionError as e:
+        raise UserError(str(e)) from None
+    b = dataclasses.replace(session.backend, kind="offline", inputs=(str(stems),),
+                            output=str(Path(output)), paced=False,
+                            stems_dir=str(stems_out) if stems_out else session.backend.stems_dir)
+    session = dataclasses.replace(session, backend=b)
+    if not params:
+        session = session_from_stems(session, stems)
+    return mix_session(session, policy=policy, progress=progress)

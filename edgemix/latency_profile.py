@@ -304,6 +304,14 @@ def run_profile(target, seconds: float = 10.0, *, models_dir=None, paced: bool =
             except Exception:
                 pass
         if srv is not None:
+            if srv.started and prof.backend == "portaudio":
+                # PortAudio's JACK host API aborts the process at exit when the server it
+                # was attached to is gone: let go of PortAudio before stopping the server
+                try:
+                    from edgemix.rt.portaudio_backend import _import
+                    _import()[1]._terminate()
+                except Exception:
+                    pass
             srv.close()
     if wiring.get("error"):
         skipped.append({"what": "loop player", "why": wiring["error"]})

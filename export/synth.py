@@ -47,6 +47,7 @@ import scipy.signal
 from edgemix.dsp.biquad import ba, coefficients
 from edgemix.dsp.loudness import k_weighting_coefficients
 from edgemix.roles import ROLE_NAMES, role_index
+from edgemix.session import guess_role  # noqa: F401  (the runtime's: stems named by role)
 
 #: Playing level of each clean source (``source_level_lufs``), before the offsets.
 NOMINAL_LUFS = -30.0
@@ -711,29 +712,7 @@ def record(src: np.ndarray, roles, cond: np.random.Generator, sr: int,
 # --------------------------------------------------------------------------------------
 # Real stems
 
-_ROLE_WORDS = (
-    ("kick", ("kick", "kik", "bd", "bassdrum")),
-    ("snare", ("snare", "snr", "sd")),
-    ("hats_overheads", ("hat", "hh", "overhead", "oh", "cymbal", "ride", "room")),
-    ("backing_vocal", ("bv", "backing", "bvox", "harmony", "choir")),
-    ("lead_vocal", ("vox", "vocal", "voc", "lead", "singer")),
-    ("bass", ("bass", "bs")),
-    ("guitar", ("gtr", "guitar", "gt")),
-    ("keys_piano", ("piano", "keys", "rhodes", "organ", "pno", "wurli")),
-    ("pad", ("pad", "strings", "synth", "str")),
-    ("speech", ("speech", "talk", "host", "mic", "panel", "presenter", "lectern")),
-)
 _AUDIO_EXT = (".wav", ".flac", ".aif", ".aiff", ".ogg")
-
-
-def guess_role(name: str) -> str:
-    """A role from a stem's file name (``01_Kick_In.wav`` -> kick); ``other`` if unsure."""
-    import re
-    words = [w for w in re.split(r"[^a-z]+", name.lower()) if w]
-    for role, keys in _ROLE_WORDS:
-        if any(w == k or (len(k) > 3 and w.startswith(k)) for w in words for k in keys):
-            return role
-    return "other"
 
 
 def load_stems(folder) -> Session:

@@ -12,6 +12,7 @@ import soundfile as sf
 from edgemix import params as P
 from edgemix.automix.master import MasterLoudness
 from edgemix.automix.policy import Automation, blend
+from edgemix.automix.prep.gating import GatingPolicy
 from edgemix.automix.rules import RulePolicy
 from edgemix.console import Console
 from edgemix.features import FeatureExtractor
@@ -70,7 +71,8 @@ def synchronous_reference(session, x):
     staging clocks, the mix)."""
     n, bs = session.n_channels, session.block_size
     fe = FeatureExtractor(FS, n, hop_ms=session.model.hop_ms)
-    policy = RulePolicy([c.role for c in session.channels])
+    # what make_policy builds: the rules with the live gate of resting channels
+    policy = GatingPolicy(RulePolicy([c.role for c in session.channels]))
     auto = Automation(n, manual=session.channel_params(), level=session.automation()[:, None],
                       locked=session.locked())
     hop = fe.hop_frames

@@ -203,12 +203,11 @@ def test_the_control_loop_says_the_automation_level_where_it_applies():
     from edgemix.automix import make_policy
     from edgemix.console import Console
     from edgemix.rt.control import build_control_loop
-    from edgemix.session import default_session
     syn = synth_session(2, seconds=6.0, n_channels=4, kind="speech")
     n = syn.n_channels
     console = Console(syn.sample_rate_hz, 1200, n, 2)
     fx = FeatureExtractor(syn.sample_rate_hz, n)
-    loop = build_control_loop(console, make_policy("model", default_session(n)), fx,
+    loop = build_control_loop(console, make_policy("model", ["other"] * n), fx,
                               automation=[0.5] + [1.0] * (n - 1))
     for t in range(0, syn.stems.shape[0] - 1200, 1200):
         loop.push(np.ascontiguousarray(syn.stems[t:t + 1200]))

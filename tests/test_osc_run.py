@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import queue
-import re
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -21,6 +17,7 @@ from pythonosc.osc_message import OscMessage
 
 from edgemix import params as P
 from edgemix.rt.osc.server import message
+from tests.cli_helpers import start_surface_run
 
 xair_api = pytest.importorskip("xair_api")
 
@@ -46,32 +43,10 @@ osc_rate_per_s = 1000
 def running(tmp_path_factory):
     d = tmp_path_factory.mktemp("oscrun")
     (d / "session.toml").write_text(SESSION)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edgemix", "run", "--config", str(d / "session.toml"),
-         "--osc", "0", "--no-rt", "--json", "--duration-s", "100"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=d)
-    lines: queue.Queue = queue.Queue()
-    err: list[str] = []
-
-    def read():
-        for line in proc.stderr:
-            err.append(line)
-            lines.put(line)
-    threading.Thread(target=read, daemon=True).start()
-    port = None
-    deadline = time.monotonic() + 600  # a cold Numba cache compiles first
-    while port is None and time.monotonic() < deadline and proc.poll() is None:
-        try:
-            line = lines.get(timeout=1.0)
-        except queue.Empty:
-            continue
-        m = re.search(r"control surface: osc://127\.0\.0\.1:(\d+)", line)
-        if m:
-            port = int(m.group(1))
-    if port is None:
-        proc.kill()
-        pytest.fail("edgemix run did not announce its OSC port: " + "".join(err)[-2000:])
+    proc, found, err = start_surface_run(
+        ["--config", d / "session.toml", "--osc", "0", "--no-rt", "--json",
+         "--duration-s", "100"], cwd=d, want=("osc",))
+    port = found["osc"]
     _responsive(port)
     yield {"port": port, "proc": proc, "dir": d, "stderr": err}
     if proc.poll() is None:

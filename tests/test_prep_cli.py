@@ -92,6 +92,10 @@ def test_prep_finds_the_planted_faults(planted, tmp_path):
     assert [(p["a"], p["b"]) for p in mono["inverted_pairs"]] == [("in_06", "in_07")]
     text = " ".join(mono["warnings"])
     assert "invert the polarity of in_07" in text and "Haas double" in text
+    # alignment (the align estimator): the double is in_04, late by the planted delay
+    assert chans["in_05"]["aligned_to"] == "in_04"
+    assert abs(chans["in_05"]["delay_ms"] - truth["haas_ms"]) <= 0.05
+    assert chans["in_05"]["polarity_inverted"] is False and chans["in_05"]["confidence"] > 0.5
     # the report for people, and the corrected copies
     md = (fixed / "prep.md").read_text()
     assert "# edgemix prep report" in md and "click at 2.0002 s" in md
@@ -102,6 +106,11 @@ def test_prep_finds_the_planted_faults(planted, tmp_path):
     for t in truth["clicks"]:
         p = int(round(t * SR))
         assert abs(clean[p] - np.mean(clean[p - 1:p + 2:2])) < abs(orig[p] - np.mean(orig[p - 1:p + 2:2]))
+    # the aligned pair's copies null: in_04 delayed to meet in_05
+    a, b = sf.read(str(fixed / "in_04.wav"))[0], sf.read(str(fixed / "in_05.wav"))[0]
+    mid = slice(SR, len(a) - SR)
+    null_db = 10 * np.log10(np.sum((a[mid] - b[mid]) ** 2) / np.sum(b[mid] ** 2))
+    assert null_db < -40.0, null_db
     lead = sf.read(str(fixed / "in_08.wav"))[0]
     assert np.all(lead[int(5.0 * SR):int(7.0 * SR)] == 0.0)       # gated
     # the originals are untouched

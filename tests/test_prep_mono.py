@@ -95,3 +95,45 @@ def test_uncorrelated_and_centred_folds():
     assert warnings(f, []) == []
     with pytest.raises(ValueError):
         mono_fold(a, b[:10], SR)
+
+
+def test_live_mono_meter_reads_the_fold_at_the_staged_pans():
+    """The control side's live measure: an inverted copy panned apart reads -1 and warns;
+    the same copy with its polarity flipped back by the console's setting reads +1; fed
+    block by block like the control loop feeds it."""
+    from edgemix import params as P
+    from edgemix.automix.prep.mono import LiveMono
+    rng = np.random.default_rng(9)
+    x = np.convolve(rng.normal(size=SR * 4), np.ones(8) / 8, "same")
+    frames = np.stack([x, -x, 0.1 * rng.normal(size=len(x))], axis=1).astype(np.float32)
+    params = P.channel_defaults(3)
+    params[0, P.CH.pan], params[1, P.CH.pan] = -1.0, 1.0
+    params[2, P.CH.mute_on] = 1.0
+    m = LiveMono(SR, 3)
+    for k in range(0, len(frames), 4800):
+        m.process(frames[k:k + 4800], params)
+    s = m.snapshot()
+    assert abs(s["correlation"] + 1.0) <= 0.01
+    assert s["worst_loss_db"] >= 30.0 and "mono fold loses" in s["warning"]
+    assert len(s["loss_db"]) == len(s["bands_hz"])
+    params[1, P.CH.polarity_invert] = 1.0
+    m.reset()
+    for k in range(0, len(frames), 4800):
+        m.process(frames[k:k + 4800], params)
+    s = m.snapshot()
+    assert s["correlation"] > 0.99 and s["warning"] is None
+    m.process(np.full((10, 3), np.nan, np.float32), params)      # never NaN out
+    assert np.isfinite(m.snapshot()["correlation"])
+
+
+def test_the_control_loop_carries_the_live_mono_meter():
+    from edgemix.automix.policy import Automation
+    from edgemix.console import Console
+    from edgemix.rt.control import ControlLoop
+    con = Console(SR, 64, 2, 1)
+    loop = ControlLoop(con, None, Automation(2))
+    x = np.random.default_rng(1).normal(size=(SR, 2)).astype(np.float32)
+    loop._feed(x)
+    s = loop.mono.snapshot()
+    # both centred (the defaults): the master's sides are one signal
+    assert s["correlation"] > 0.99 and s["warning"] is None and loop.errors == 0

@@ -106,17 +106,20 @@ class BrokenPolicy:
 
 
 def test_control_loop_stages_through_automation_and_keeps_last_good_on_error():
-    """One step stages the proposal through Automation (so the 1 dB-per-hop slew of
-    ``fader_db`` applies); every failure keeps the last good parameters and is counted."""
+    """One step stages the proposal through Automation (so the 1 dB-per-hop slew of an EQ
+    gain applies; a fader takes its first proposal whole, issue 10); every failure keeps
+    the last good parameters and is counted."""
     c = Console(FS, 64, 4, 2)
     base = c.channel_params
     prop = base.copy()
     prop[:, P.CH.fader_db] = -12.0
+    prop[:, P.CH.eq2_gain_db] = -12.0
     loop = ControlLoop(c, FixedPolicy(prop[:, P.MODEL_OUTPUT_COLUMNS]),
                        Automation(4, manual=base), hop_s=0.05)
     assert loop.step()
-    np.testing.assert_array_equal(c.channel_params[:, P.CH.fader_db],
-                                  base[:, P.CH.fader_db] - LIMITS["fader_db"].max_step)
+    np.testing.assert_array_equal(c.channel_params[:, P.CH.eq2_gain_db],
+                                  base[:, P.CH.eq2_gain_db] - LIMITS["eq2_gain_db"].max_step)
+    np.testing.assert_array_equal(c.channel_params[:, P.CH.fader_db], -12.0)
     good = c.channel_params
     loop.policy = BrokenPolicy()
     assert not loop.step()

@@ -29,6 +29,7 @@ class Rig:
         n = n_channels
         self.n = n
         self.console = Console(FS, BLOCK, n, 2)
+        self.console.warmup()  # compile before the stream, as the runner does
         self.writer = MeterWriter(self.console)
         self.writer.warmup()
         roles = [ROLES[i % len(ROLES)] for i in range(n)]

@@ -24,7 +24,9 @@ def make_policy(kind: str, roles=(), model=None, *, loudness_target_lufs=None,
     roles as its role hints; ``"none"``: None (a manual mix).  Either policy carries
     ``master_target``: the master fader toward ``loudness_target_lufs`` (default: the
     session default) unless the person set it (``person_master``: the master parameter
-    names the session sets; :mod:`edgemix.automix.master`).  ``where`` names the source in
+    names the session sets; :mod:`edgemix.automix.master`), and is wrapped in
+    :class:`~edgemix.automix.prep.gating.GatingPolicy` (a resting channel's gate is
+    proposed too).  ``where`` names the source in
     messages (the session file).  Anything the user can fix (an unknown name, missing model
     files, a part of edgemix this install lacks) is a one-line
     :class:`~edgemix.session.SessionError`.
@@ -36,7 +38,8 @@ def make_policy(kind: str, roles=(), model=None, *, loudness_target_lufs=None,
         return None
     if kind == "rules":
         from edgemix.automix.rules import RulePolicy
-        return _with_master_target(RulePolicy(roles), loudness_target_lufs, person_master)
+        return _gated(_with_master_target(RulePolicy(roles), loudness_target_lufs,
+                                          person_master))
     if kind != "model":
         raise SessionError(f"{where}: unknown policy, use one of {', '.join(POLICY_KINDS)}")
     try:  # lazily: the model policy pulls in the inference backends
@@ -58,7 +61,7 @@ def make_policy(kind: str, roles=(), model=None, *, loudness_target_lufs=None,
         msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
         raise SessionError(f"{where}: cannot load the model ({msg}): build it with "
                            "`python -m export.build_models` or use policy = \"rules\"") from None
-    return _with_master_target(policy, loudness_target_lufs, person_master)
+    return _gated(_with_master_target(policy, loudness_target_lufs, person_master))
 
 
 def _with_master_target(policy, loudness_target_lufs, person_master):
@@ -71,3 +74,10 @@ def _with_master_target(policy, loudness_target_lufs, person_master):
         else loudness_target_lufs
     policy.master_target = MasterLoudness(target, person=tuple(person_master))
     return policy
+
+
+def _gated(policy):
+    """``policy`` with the live gate of resting channels added (prep's silences, live:
+    :class:`edgemix.automix.prep.gating.GatingPolicy`)."""
+    from edgemix.automix.prep.gating import GatingPolicy
+    return GatingPolicy(policy)

@@ -64,8 +64,13 @@ def kernel_sources(root: pathlib.Path | None = None) -> list[pathlib.Path]:
             names = m.group(2).decode() if m.group(2) else ""
             names = [n.split()[0] for n in names.strip("() \n").replace("\n", " ").split(",")
                      if n.split() and not n.strip().startswith("#")]
-            for dotted in [base] + [f"{base}.{n}" for n in names]:
-                g = _module_file(root, dotted)
+            subs = [_module_file(root, f"{base}.{n}") for n in names]
+            # ``from edgemix import params``: the submodule only; the package's
+            # __init__ counts when a name is defined there (or for ``import edgemix...``)
+            wanted = [g for g in subs if g is not None]
+            if not names or any(g is None for g in subs):
+                wanted.append(_module_file(root, base))
+            for g in wanted:
                 if g is not None and g not in seen:
                     todo.append(g)
     return sorted(seen)

@@ -10,11 +10,8 @@ type) rebuilds the stage's arrays from the table (:func:`_f64_1` ... :func:`_f32
 ``carray`` over the address: no allocation, no reference count), in the order of the
 stage kernel's arguments.
 
-The arrays stay where each state type allocated them.  Packing them into one buffer was
-tried first and measured slower per channel (64 channels: 88 -> 97 us per block; the
-strip alone 67.5 -> 71 us with the same machine code): consecutive arrays put the strip's
-per-sample loads and stores a multiple of 4 KiB apart.  The table keeps the layout numpy's
-allocator gave them.
+The arrays stay where each state type allocated them (packing them into one buffer was
+slower per channel: docs/design-notes.md, "The console kernel's arguments").
 
 The convention for a stage's state (``docs/architecture.md``): one type per stage (a
 dataclass or a NamedTuple) with ``allocate(...)`` (a classmethod) and ``reset()`` (in

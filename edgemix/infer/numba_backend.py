@@ -9,13 +9,11 @@ loop, say) can call directly::
     _student_forward(features, mask, flat_weights, sizes, skip_rows, scratch,
                      params01, role_logits)
 
-Speed (``benchmarks/bench_infer.py``, 32 channels: 50 us -> 20 us): present channels are
-first packed into consecutive scratch rows, so every per-channel layer is one small GEMM
-over those rows with no mask test and no per-channel call; the GEMM is register-blocked
-(:func:`_dense`); the two heads run as one GEMM whose width is a whole number of vectors
-(:func:`_head_width`).  A tile of scalar accumulators (4 channels x 8 outputs) was tried
-and is 2.5x slower: Numba's index arithmetic keeps LLVM from packing the scalars into
-vectors, and 32 live scalars spill.  Every output is still ``bias + x[0] W[0] + x[1] W[1]
+Layout for speed (measurements: docs/design-notes.md, "The Numba forward pass"): present
+channels are first packed into consecutive scratch rows, so every per-channel layer is one
+small GEMM over those rows with no mask test and no per-channel call; the GEMM is
+register-blocked (:func:`_dense`); the two heads run as one GEMM whose width is a whole
+number of vectors (:func:`_head_width`).  Every output is still ``bias + x[0] W[0] + x[1] W[1]
 + ...`` in input order with one FMA per term, as before: the order is fixed by the source,
 not by the compiler (the kernel fast-math set leaves ``reassoc`` out).  Absent channels
 are never computed and their output rows are zeroed: with the masked pool they cannot

@@ -40,6 +40,7 @@ import numpy as np
 
 from edgemix import params as P
 from edgemix.automix.policy import Automation, as_proposal
+from edgemix.automix.prep.mono import LiveMono
 from edgemix.rt import rtsched
 from edgemix.rt.ring import FrameRing
 from edgemix.rt.timing import StageTimer
@@ -165,6 +166,9 @@ class ControlLoop:
         #: use (``policy.recognition()``), None for a policy that does not recognise roles
         self.last_recognition: list[dict] | None = None
         self._proposed: np.ndarray | None = None   # parameters proposed at least once
+        #: the live mono fold of the inputs at the staged gains and pans, for the desk and
+        #: the web surface: ``mono.snapshot()`` (edgemix/automix/prep/mono.py)
+        self.mono = LiveMono(console.sample_rate_hz, console.n_channels)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.rt_status = "not requested"
@@ -228,6 +232,10 @@ class ControlLoop:
                         steps += 1
 
     def _feed(self, frames: np.ndarray) -> None:
+        try:
+            self.mono.process(frames, self.last_good)
+        except Exception as e:  # a meter: never the hop's business
+            self._failed(e)
         if self.features is None:
             return
         t0 = perf_counter_ns()

@@ -4,8 +4,8 @@ Why (docs/design-notes.md, "Python threads beside the audio callback"): a JACK o
 callback that runs Python needs this process's GIL every block, and CPython hands the GIL
 over by waiting time, not by priority.  A control thread that runs features -> policy ->
 automation in Python (milliseconds per hop) therefore delays callbacks whatever its
-priority: measured under JACK, 6-15 xruns per 30 s with the rule policy.  In a process of
-its own, the same control loop holds only its own GIL.
+priority (the xruns it cost under JACK are in the design notes).  In a process of its
+own, the same control loop holds only its own GIL.
 
 What crosses the process boundary, all in one shared-memory block, without locks:
 

@@ -36,6 +36,7 @@ from numba import carray, cfunc, types
 from numba.extending import intrinsic
 
 from edgemix.dsp._jit import kernel
+from edgemix.dsp.arena import _f32s as _float32s, _i64s as _int64s  # noqa: F401
 from edgemix.rt.ring import _fence_intrinsic
 
 #: Counter array layout (int64), see the module docstring for who writes which.
@@ -109,22 +110,6 @@ def _address(typingctx, pointer):
     def codegen(context, builder, signature, args):
         return builder.ptrtoint(args[0], ir.IntType(64))
     return types.int64(types.voidptr), codegen
-
-
-@intrinsic
-def _int64s(typingctx, address):
-    """An int64 address as ``int64 *``."""
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], ir.IntType(64).as_pointer())
-    return types.CPointer(types.int64)(types.int64), codegen
-
-
-@intrinsic
-def _float32s(typingctx, address):
-    """An int64 address as ``float *``."""
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], ir.FloatType().as_pointer())
-    return types.CPointer(types.float32)(types.int64), codegen
 
 
 @intrinsic

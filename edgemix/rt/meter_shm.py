@@ -158,7 +158,17 @@ class MeterFrame:
                 "master": {k: f(v) for k, v in self.master.items()}}
 
 
-class MeterWriter:
+class _Block:
+    """A shared block a process holds: its ``close`` runs also when it is forgotten."""
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class MeterWriter(_Block):
     """Audio process: owns the shared block and publishes ``console``'s meters into it.
 
     :meth:`publish` belongs to the audio thread (after each ``Console.process``; no
@@ -214,14 +224,8 @@ class MeterWriter:
             _CREATED_HERE.discard(self.name)
             self._shm = None
 
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
-
-class MeterReader:
+class MeterReader(_Block):
     """Control process (or any process): attach to a :class:`MeterWriter`'s block by name
     and read consistent frames.  One reader per thread (it keeps its own scratch)."""
 
@@ -295,9 +299,3 @@ class MeterReader:
             self._a = None
             self._shm.close()
             self._shm = None
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass

@@ -46,10 +46,10 @@ log = logging.getLogger("edgemix.rt")
 
 #: The interpreter's GIL switch interval while streaming.  A thread that wants the GIL
 #: (the audio callback) waits up to one interval before the holder (the control thread's
-#: policy step, milliseconds of Python per hop) is made to let go.  At a quarter block
-#: (0.67 ms at 128 frames) every control hop cost one audio block that much, measured with
-#: ``edgemix profile``; 50 us bounds the wait at under 4 % of a 64-frame block, and a
-#: switch only happens when a thread is actually waiting.
+#: policy step, milliseconds of Python per hop) is made to let go; 50 us bounds the wait
+#: at under 4 % of a 64-frame block, and a switch only happens when a thread is actually
+#: waiting (the measurements: docs/design-notes.md, "Python threads beside the audio
+#: callback").
 GIL_SWITCH_S = 5e-5
 
 #: How often the owner's wait loop looks at the backend (finished, lost, duration) on a live

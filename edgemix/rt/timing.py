@@ -10,6 +10,15 @@ from __future__ import annotations
 import numpy as np
 
 
+def _oldest_first(ring: np.ndarray, written: int) -> np.ndarray:
+    """The rows a ring of ``len(ring)`` (a power of two) holds after ``written`` writes,
+    oldest first (a copy)."""
+    if written <= ring.shape[0]:
+        return ring[:written].copy()
+    k = written & (ring.shape[0] - 1)
+    return np.concatenate([ring[k:], ring[:k]])
+
+
 class BlockTimer:
     """Ring of the last ``capacity`` blocks' timings in nanoseconds (``time.perf_counter_ns``).
 
@@ -51,11 +60,7 @@ class BlockTimer:
 
     def rows(self) -> np.ndarray:
         """``(blocks kept, 3)`` int64 ns (start, end, deadline), oldest first (a copy)."""
-        n = int(self._count[0])
-        if n <= self.capacity:
-            return self._t[:n].copy()
-        k = n & self._mask
-        return np.concatenate([self._t[k:], self._t[:k]])
+        return _oldest_first(self._t, int(self._count[0]))
 
     def shares(self) -> np.ndarray:
         """Processing time / allowed time of the newest ``min(blocks, capacity)`` blocks."""
@@ -141,11 +146,7 @@ class StageTimer:
 
     def rows(self) -> np.ndarray:
         """``(rounds kept, stages)`` int64 ns, oldest first (a copy)."""
-        n = int(self._count[0])
-        if n <= self.capacity:
-            return self._t[:n].copy()
-        k = n & self._mask
-        return np.concatenate([self._t[k:], self._t[:k]])
+        return _oldest_first(self._t, int(self._count[0]))
 
     def summary(self, rows: np.ndarray | None = None) -> dict:
         """``{stage: stats_ms(...)}`` over the rounds kept."""

@@ -194,6 +194,8 @@ def estimate_pair(G: np.ndarray, Pa: np.ndarray, Pb: np.ndarray, n_frames: float
     f = np.arange(k_lo, k_hi) * sample_rate_hz / frame
     band_of = _bands_for(frame, float(sample_rate_hz))
     n_bands = int(band_of[-1]) + 1
+    band_lo_hz = np.full(n_bands, np.inf)
+    np.minimum.at(band_lo_hz, band_of, f)
     w_band = np.bincount(band_of, weights=weight, minlength=n_bands)
     ea_band = np.bincount(band_of, weights=g2 * pa, minlength=n_bands)
     eb_band = np.bincount(band_of, weights=g2 * pb, minlength=n_bands)
@@ -212,13 +214,15 @@ def estimate_pair(G: np.ndarray, Pa: np.ndarray, Pb: np.ndarray, n_frames: float
         rho2 = agreement(t, sign) ** 2
         return min(float(np.dot(rho2, ea_band)) / pa_sum, float(np.dot(rho2, eb_band)) / pb_sum)
 
-    def refine(t, sign):
+    def refine(t, sign, only=None):
         """Newton on the ML-weighted correlation of the bands that agree with lag t (the
         others belong to another wave, bleed, or to noise).  After each round, a band
         whose own phase slope points elsewhere by more than its precision allows is
         dropped: bleed arriving at nearly the same lag (a snare in two kick mics) agrees
-        roughly, and its sharp high bands would otherwise pull the estimate to itself."""
-        keep = agreement(t, sign) > _AGREE
+        roughly, and its sharp high bands would otherwise pull the estimate to itself.
+        ``only``: a boolean per band, the bands allowed at all."""
+        allowed = np.ones(n_bands, bool) if only is None else only
+        keep = (agreement(t, sign) > _AGREE) & allowed
         for _ in range(4):
             mask = keep[band_of]
             c = unit * weight * mask
@@ -239,7 +243,7 @@ def estimate_pair(G: np.ndarray, Pa: np.ndarray, Pb: np.ndarray, n_frames: float
             den = np.bincount(band_of, weights=wm * w * w, minlength=n_bands)
             off = num / np.maximum(den, 1e-300)
             tol = _BAND_SIGMAS / np.sqrt(2.0 * nf * np.maximum(den, 1e-300)) + _BAND_SLACK
-            new_keep = (agreement(t, sign) > _AGREE) & (np.abs(off) <= tol)
+            new_keep = (agreement(t, sign) > _AGREE) & (np.abs(off) <= tol) & allowed
             if not new_keep.any() or np.array_equal(new_keep, keep):
                 break
             keep = new_keep
@@ -257,6 +261,19 @@ def estimate_pair(G: np.ndarray, Pa: np.ndarray, Pb: np.ndarray, n_frames: float
         scored.append((explained(t, sign), t, sign, wk))
     scored.sort(key=lambda x: -x[0])
     q, t, sign, wk = scored[0]
+    if start is None:
+        # The low and the high bands refined apart: one wave gives one lag in both, a
+        # source heard low with bleed heard high (a kick in/out pair with the snare in
+        # both) gives two, and the rival check below sees them.
+        # It counts where the low bands carry most of what the wave explains (a room
+        # spreads a broadband source's low bands by its reflections instead), and only
+        # when the two lags are more than a sample apart.
+        low = band_lo_hz < SPLIT_HZ
+        split = []
+        for part in (low, ~low):
+            if part.any() and (agreement(t, sign)[part] > _AGREE).any():
+                t2, wk2 = refine(t, sign, part)
+                split.append((explained(t2, sign), t2, sign, wk2))
     # A rival is another refined solution, distinct beyond both their precisions (two
     # waves: bleed at a nearby lag), or of the other polarity.  A later solution of the
     # same polarity more than REFLECTION_MS on is a reflection of the same wave.
@@ -270,6 +287,13 @@ def estimate_pair(G: np.ndarray, Pa: np.ndarray, Pb: np.ndarray, n_frames: float
         distinct = abs(t2 - t) > 3.0 * math.hypot(s_best, crlb(wk2)) + 0.25
         if (s2 != sign and abs(t2 - t) > 1.0) or (distinct and not t2 > t + late):
             rival = max(rival, q2)
+    if start is None and split:
+        rho2 = agreement(t, sign) ** 2 * (ea_band / pa_sum + eb_band / pb_sum)
+        low_share = float(rho2[band_lo_hz < SPLIT_HZ].sum()) / max(float(rho2.sum()), 1e-300)
+        for q2, t2, _, wk2 in split:
+            if low_share >= SPLIT_SHARE and \
+                    abs(t2 - t) > 1.0 + 3.0 * math.hypot(s_best, crlb(wk2)):
+                rival = max(rival, q2)
     ambiguity = rival / q if q > 0 else 1.0
     # precision: the Cramer-Rao bound of the ML estimator over the agreeing bins (Knapp &
     # Carter 1976, eq. 15, discretised: var = 1 / (2 frames sum_k w_k^2 g^2 / (1 - g^2)))
@@ -340,6 +364,10 @@ def _agreement_bands(f: np.ndarray) -> np.ndarray:
     return out
 
 
+#: The low and high parts refined apart to find two waves at nearby lags (Hz).
+SPLIT_HZ = 250.0
+#: ... when the low part carries at least this share of the explained energy.
+SPLIT_SHARE = 0.6
 #: Candidates refined (the best by how much they explain at their coarse lag).
 _REFINED = 4
 #: A band takes part in the refinement when its mean cos(phase error) is above this.

@@ -39,6 +39,9 @@ LOSS_WARN_DB = 1.25
 MAX_LAG_MS = 30.0
 SAME_TIME_MS = 0.05
 MIN_CORRELATION = 0.5
+#: At or above this a delayed pair is one signal copied (a Haas double), not two mics
+#: (whose colourations differ and keep their correlation lower).
+COPY_CORRELATION = 0.98
 #: Longest stretch the pair search reads (the loudest, from the channels' common energy).
 ANALYSIS_S = 8.0
 WELCH_NFFT = 4096
@@ -230,11 +233,12 @@ def warnings(fold: MonoFold | None, pairs: Sequence[Pair],
         elif kind == "comb":
             late, early = (p.b, p.a) if p.delay_ms > 0 else (p.a, p.b)
             notches = ", ".join(f"{f:.0f}" for f in comb_notches_hz(p.delay_ms))
-            what = ("two mics of one source" if same_source else "a Haas double")
-            fix = (f"delay {early} by {abs(p.delay_ms):.2f} ms (delay_ms) to align them"
-                   if same_source else
-                   f"narrow the pair, or replace {late} with a separate take instead of a "
-                   "delayed copy")
+            # one signal, delayed: the same colouration (a copy), not two mics
+            copy = abs(p.correlation) >= COPY_CORRELATION
+            what = "a Haas double" if copy or not same_source else "two mics of one source"
+            fix = (f"narrow the pair, or replace {late} with a separate take instead of a "
+                   "delayed copy" if what == "a Haas double" else
+                   f"delay {early} by {abs(p.delay_ms):.2f} ms (delay_ms) to align them")
             pol = ", inverted" if p.inverted else ""
             out.append(f"{late} is {early} {abs(p.delay_ms):.2f} ms late ({what}, "
                        f"correlation {p.correlation:+.2f}{pol}): folded to mono it "
@@ -253,3 +257,110 @@ def warnings(fold: MonoFold | None, pairs: Sequence[Pair],
 
 def _hz(f: float) -> str:
     return f"{f / 1000:g} kHz" if f >= 1000 else f"{f:g} Hz"
+
+
+class LiveMono:
+    """The mono fold measured live on the control side, for the desk and the web surface.
+
+    The control loop already reads every channel's raw input; :meth:`process` folds each
+    block to stereo with the console's own gains as last staged (trim, polarity, fader,
+    mute and the constant-power pan law ``L = cos, R = sin`` of ``(pan + 1) pi / 4``; the
+    strip's EQ and dynamics are left out: the fold's phase relations, which are what mono
+    compatibility is about, come from polarity, delay and pan) and keeps exponentially
+    weighted (``tau_s``) Welch sums of ``P_L``, ``P_R``, ``S_LR`` and the correlation's
+    time-domain sums.  :meth:`snapshot` is a small JSON-ready dict: the correlation, the
+    per-octave loss, the worst band and a warning sentence (or None).
+
+    Threads: ``process``/``reset`` belong to the thread that feeds the control loop;
+    ``snapshot`` may be read from any thread (it reads a published dict).
+    """
+
+    def __init__(self, sample_rate_hz: float, n_channels: int, tau_s: float = 3.0,
+                 nfft: int = 2048):
+        self.sample_rate_hz = float(sample_rate_hz)
+        self.n_channels = int(n_channels)
+        self.nfft = int(nfft)
+        self.tau_s = float(tau_s)
+        self._win = np.hanning(self.nfft + 2)[1:-1]
+        f = np.fft.rfftfreq(self.nfft, 1.0 / self.sample_rate_hz)
+        self._bands = [(fc, (f >= fc / math.sqrt(2)) & (f < fc * math.sqrt(2)))
+                       for fc in OCTAVE_CENTRES_HZ if fc / math.sqrt(2) < self.sample_rate_hz / 2]
+        self._bands = [(fc, sel) for fc, sel in self._bands if sel.any()]
+        self.reset()
+
+    def reset(self) -> None:
+        n = self.nfft // 2 + 1
+        self._pl, self._pr = np.zeros(n), np.zeros(n)
+        self._plr = np.zeros(n, dtype=complex)
+        self._lr = self._ll = self._rr = 0.0
+        self._tail = np.zeros((0, 2))
+        self._published = {"correlation": 0.0, "bands_hz": [b for b, _ in self._bands],
+                           "loss_db": [0.0] * len(self._bands), "worst_band_hz": None,
+                           "worst_loss_db": 0.0, "warning": None}
+
+    @staticmethod
+    def gains(channel_params: np.ndarray) -> np.ndarray:
+        """``(n_channels, 2)`` left/right gains of each channel's input in the master."""
+        from edgemix import params as P
+        cp = np.asarray(channel_params, dtype=np.float64)
+        g = np.asarray(P.db_to_gain(cp[:, P.CH.trim_db] + cp[:, P.CH.fader_db]))
+        g = np.where(cp[:, P.CH.fader_db] <= P.OFF_DB, 0.0, g)
+        g = g * np.where(cp[:, P.CH.polarity_invert] >= 0.5, -1.0, 1.0)
+        g = g * np.where(cp[:, P.CH.mute_on] >= 0.5, 0.0, 1.0)
+        th = (np.clip(cp[:, P.CH.pan], -1.0, 1.0) + 1.0) * math.pi / 4.0
+        return np.stack([g * np.cos(th), g * np.sin(th)], axis=1)
+
+    def process(self, frames: np.ndarray, channel_params: np.ndarray | None) -> None:
+        """Fold ``(frames, n_channels)`` raw input with ``channel_params`` (the console's
+        staged ``(n_channels, N_CH)``; None: unity, centred) and update the measure."""
+        x = np.asarray(frames, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.n_channels or not len(x):
+            return
+        if channel_params is None:
+            from edgemix import params as P
+            channel_params = P.channel_defaults(self.n_channels)
+        lr = x @ self.gains(channel_params)
+        if not np.all(np.isfinite(lr)):
+            return
+        a = math.exp(-len(x) / (self.tau_s * self.sample_rate_hz))
+        self._ll = a * self._ll + float(lr[:, 0] @ lr[:, 0])
+        self._rr = a * self._rr + float(lr[:, 1] @ lr[:, 1])
+        self._lr = a * self._lr + float(lr[:, 0] @ lr[:, 1])
+        buf = np.concatenate([self._tail, lr])
+        hop = self.nfft // 2
+        k = 0
+        while k + self.nfft <= len(buf):
+            seg = buf[k:k + self.nfft] * self._win[:, None]
+            fl, fr = np.fft.rfft(seg[:, 0]), np.fft.rfft(seg[:, 1])
+            b = math.exp(-hop / (self.tau_s * self.sample_rate_hz))
+            self._pl = b * self._pl + (fl.real ** 2 + fl.imag ** 2)
+            self._pr = b * self._pr + (fr.real ** 2 + fr.imag ** 2)
+            self._plr = b * self._plr + np.conj(fl) * fr
+            k += hop
+        self._tail = buf[k:]
+        self._publish()
+
+    def _publish(self) -> None:
+        den = math.sqrt(self._ll * self._rr)
+        r = self._lr / den if den > 0 else 0.0
+        losses = []
+        for _, sel in self._bands:
+            ps = float(self._pl[sel].sum() + self._pr[sel].sum())
+            pm = ps + 2.0 * float(self._plr[sel].real.sum())
+            losses.append(0.0 if ps <= 1e-20 else round(10.0 * math.log10(
+                ps / max(pm, ps * 10.0 ** (-MAX_LOSS_DB / 10.0))), 2))
+        k = int(np.argmax(losses)) if losses else 0
+        worst = losses[k] if losses else 0.0
+        fc = self._bands[k][0] if losses else None
+        warn = None
+        if worst >= LOSS_WARN_DB:
+            warn = (f"mono fold loses {worst:.1f} dB at {_hz(fc)} (correlation {r:+.2f}): "
+                    "check for an inverted channel or a delayed copy panned apart")
+        self._published = {"correlation": round(float(r), 4),
+                           "bands_hz": [b for b, _ in self._bands], "loss_db": losses,
+                           "worst_band_hz": fc, "worst_loss_db": worst, "warning": warn}
+
+    def snapshot(self) -> dict:
+        """The latest measure: ``correlation``, ``bands_hz``, ``loss_db``,
+        ``worst_band_hz``, ``worst_loss_db``, ``warning`` (a sentence or None)."""
+        return dict(self._published)

@@ -46,6 +46,9 @@ class ChannelFindings:
     confidence: float = 0.0
     alignment_note: str = ""
     pan: float = 0.0
+    #: what the fixed copy gets: delay added (ms) and polarity flipped, from
+    #: ``align.corrections`` (every earlier mic of a group delayed to meet its latest)
+    correction: tuple[float, bool] = (0.0, False)
 
     @property
     def click_times_s(self) -> list[float]:
@@ -275,6 +278,10 @@ def analyse(names: Sequence[str], stems: Sequence[np.ndarray], sample_rate_hz: f
         tell("alignment")
         for a in alignments({n: mono_sig[:, i] for i, n in enumerate(names)}, sr):
             al[a.channel] = a
+    corr = {}
+    if al:
+        from edgemix.automix.prep.align import corrections
+        corr = corrections(list(al.values()))
     relations = [_labels.Relation(a.channel, a.aligned_to, a.delay_ms, a.polarity_inverted)
                  for a in al.values() if a.aligned_to and not a.abstained]
     labs = _labels.label_channels(names, roles, relations, given_labels=given_labels,
@@ -290,7 +297,8 @@ def analyse(names: Sequence[str], stems: Sequence[np.ndarray], sample_rate_hz: f
                                       if len(sides) > 1 else sides[0], sr)
         c = ChannelFindings(name=n, n_sides=len(sides), label=labs[i],
                             recognised_role=rec_roles[i], role_probability=rec_p[i],
-                            role_given=n in given_roles, clicks=cl, silences=sil, pan=pans[i])
+                            role_given=n in given_roles, clicks=cl, silences=sil, pan=pans[i],
+                            correction=corr.get(n, (0.0, False)))
         x = al.get(n)
         if x is not None:
             c.confidence = float(x.confidence)
@@ -310,17 +318,19 @@ def analyse(names: Sequence[str], stems: Sequence[np.ndarray], sample_rate_hz: f
 
 def corrected(signal: np.ndarray, findings: ChannelFindings, sample_rate_hz: float, *,
               gate_silences: bool = True) -> np.ndarray:
-    """The fixed copy of one stem: clicks repaired (LSAR), polarity flipped and the delay
-    taken out where alignment found them, silences gated with fades."""
+    """The fixed copy of one stem: clicks repaired (LSAR), the alignment's correction
+    (a delay added and the polarity flipped, as the strip would set them), silences gated
+    with fades."""
     x = np.array(signal, dtype=np.float64, copy=True)
     sides = [x] if x.ndim == 1 else [x[:, k] for k in range(x.shape[1])]
+    delay_ms, flip = findings.correction
     fixed = []
     for s, cl in zip(sides, findings.clicks):
         y = _clicks.repair_clicks(s, cl) if len(cl) else s
-        if findings.polarity_inverted:
+        if flip:
             y = -y
-        if findings.aligned_to and findings.delay_ms:
-            y = advance(y, findings.delay_ms * 1e-3 * sample_rate_hz)
+        if delay_ms:
+            y = delayed(y, delay_ms * 1e-3 * sample_rate_hz)
         fixed.append(y)
     y = fixed[0] if x.ndim == 1 else np.stack(fixed, axis=1)
     if gate_silences and len(findings.silences):
@@ -328,12 +338,12 @@ def corrected(signal: np.ndarray, findings: ChannelFindings, sample_rate_hz: flo
     return y
 
 
-def advance(x: np.ndarray, samples: float) -> np.ndarray:
-    """``x`` moved ``samples`` earlier (fractional: a linear-phase shift in the frequency
+def delayed(x: np.ndarray, samples: float) -> np.ndarray:
+    """``x`` made ``samples`` later (fractional: a linear-phase shift in the frequency
     domain over a zero-padded length, so nothing wraps round)."""
     n = len(x)
     pad = int(math.ceil(abs(samples))) + 64
     nfft = 1 << int(math.ceil(math.log2(n + pad)))
     spec = np.fft.rfft(x, nfft)
     f = np.fft.rfftfreq(nfft)
-    return np.fft.irfft(spec * np.exp(2j * np.pi * f * samples), nfft)[:n]
+    return np.fft.irfft(spec * np.exp(-2j * np.pi * f * samples), nfft)[:n]

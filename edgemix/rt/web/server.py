@@ -12,8 +12,10 @@ The WebSocket speaks JSON text frames.  Server to page:
   restates none), the channel count, the meter rate;
 * ``snapshot``: the desk's whole state (:meth:`Desk.snapshot`) and the ``seq`` it is
   current to -- on every connect and reconnect, and whenever a client fell behind;
-* ``changes``: every desk change, in ``seq`` order, to every client (the page applies
-  those with a larger ``seq`` than it has and asks for a ``resync`` on a gap);
+* ``changes``: the desk's changes, to every client, gathered for 10 ms
+  (:data:`COALESCE_S`): the ``seq`` range they cover (``from`` .. ``to``) and the newest
+  change of each parameter in it, in ``seq`` order (the page applies those newer than its
+  own ``seq`` and asks for a ``resync`` when ``from`` leaves a gap);
 * ``meters``: about 30 per second (:data:`METER_HZ`), **at most one in flight per client**:
   the next goes only after the page's ``ack``, which it sends once it has drawn the frame
   (in ``requestAnimationFrame``), so a frozen or background tab is simply sent nothing
@@ -57,6 +59,9 @@ FILES = {"app.js": "application/javascript", "style.css": "text/css",
          "index.html": "text/html"}
 #: Meter frames per second offered to each client (each waits for the page's ack).
 METER_HZ = 30.0
+#: Desk changes are gathered this long and sent as one message (a flood of OSC moves
+#: then costs each client ~100 messages a second, not thousands).
+COALESCE_S = 0.01
 #: How often explanations and recognised roles are compared and sent when they changed.
 INFO_HZ = 2.0
 #: Messages per second a client may send (sustained) and in a burst; acks count.
@@ -122,8 +127,9 @@ class _Bucket:
 class _Client:
     """One WebSocket: its queue, its meter credit, its rate limit."""
 
-    def __init__(self, ws, peer: str, number: int):
+    def __init__(self, ws, peer: str, number: int, max_queue: int = MAX_QUEUE):
         self.ws, self.peer, self.number = ws, peer, number
+        self.max_queue = max_queue
         self.out: collections.deque[str] = collections.deque()
         #: replies to this client's requests (ok, error): never given up for a snapshot
         self.replies: collections.deque[str] = collections.deque(maxlen=MAX_REPLIES)
@@ -150,7 +156,7 @@ class _Client:
         client is owed once it fell :data:`MAX_QUEUE` behind."""
         if self.resync:
             return  # the coming snapshot covers it
-        if len(self.out) >= MAX_QUEUE:
+        if len(self.out) >= self.max_queue:
             self.out.clear()
             self.resync = True
         else:
@@ -175,6 +181,8 @@ class WebServer:
             token = None if host in LOCAL_BINDS else pairing.new_token()
         self.token = token or None
         self.meter_hz = float(meter_hz)
+        #: messages a client may fall behind by before it is owed a snapshot instead
+        self.max_queue = MAX_QUEUE
         self.url = ""
         self.surface = None
         self.clients: set[_Client] = set()
@@ -183,6 +191,9 @@ class WebServer:
         self._numbers = 0
         self._meter_n = 0
         self._info_sent: dict[int, str] = {}
+        self._batch: dict[tuple, dict] = {}
+        self._batch_from: int | None = None
+        self._batch_to = 0
         self._latency_ns: collections.deque[int] = collections.deque(maxlen=LATENCY_SAMPLES)
         self.counts = collections.Counter()
 
@@ -194,7 +205,7 @@ class WebServer:
         app = web.Application(client_max_size=MAX_MESSAGE)
         app.on_response_prepare.append(lambda request, response: self._prepared(response))
         app.add_routes([web.get("/", self._page), web.get("/static/{name}", self._static),
-                        web.get("/ws", self._socket)])
+                        web.get("/ws", self._socket), web.get("/stats", self._stats)])
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
@@ -296,6 +307,14 @@ class WebServer:
                                 samesite="Strict", path="/")
         return response
 
+    async def _stats(self, request):
+        """``GET /stats``: :meth:`stats` as JSON (for monitoring and the benchmarks)."""
+        from aiohttp import web
+        why = self._allowed(request)
+        if why:
+            return self._refuse(why)
+        return web.json_response(self.stats())
+
     async def _static(self, request):
         from aiohttp import web
         name = request.match_info["name"]
@@ -323,7 +342,7 @@ class WebServer:
         ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_MESSAGE, compress=False)
         await ws.prepare(request)
         self._numbers += 1
-        c = _Client(ws, str(request.remote), self._numbers)
+        c = _Client(ws, str(request.remote), self._numbers, self.max_queue)
         c.transport = request.transport
         self.clients.add(c)
         self.counts["connections"] += 1
@@ -513,9 +532,29 @@ class WebServer:
             c.push(text)
 
     def _on_changes(self, changes) -> None:
-        """Desk listener (on the loop): one ``changes`` message per desk operation."""
-        if self.clients:
-            self._broadcast({"type": "changes", "changes": [ch.to_dict() for ch in changes]})
+        """Desk listener (on the loop): gather changes for :data:`COALESCE_S`, then send
+        them to every client as one message (see :meth:`_flush_changes`)."""
+        if not self.clients or not changes:
+            return
+        if self._batch_from is None:
+            self._batch_from = changes[0].seq
+            asyncio.get_running_loop().call_later(COALESCE_S, self._flush_changes)
+        for ch in changes:
+            key = (ch.channel, ch.param)
+            self._batch.pop(key, None)  # keep seq order: the newest goes last
+            self._batch[key] = ch.to_dict()
+        self._batch_to = changes[-1].seq
+
+    def _flush_changes(self) -> None:
+        """One ``changes`` message for every change since the last: the sequence numbers
+        it covers (``from`` .. ``to``) and the newest change of each parameter among them.
+        A flood of moves (thousands a second over OSC) becomes ~100 messages a second,
+        each encoded once; the page still sees every seq accounted for, in order."""
+        batch, first, last = self._batch, self._batch_from, self._batch_to
+        self._batch, self._batch_from = {}, None
+        if batch and self.clients:
+            self._broadcast({"type": "changes", "from": first, "to": last,
+                             "changes": list(batch.values())})
 
     async def _meter_ticker(self) -> None:
         """Read the meters ~30 times a second; offer the newest frame to every client with

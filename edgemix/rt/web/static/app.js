@@ -87,7 +87,7 @@ function receive(text) {
   switch (m.type) {
     case "hello": hello(m); break;
     case "snapshot": snapshot(m.state); break;
-    case "changes": changes(m.changes); break;
+    case "changes": changes(m); break;
     case "meters": S.meters = m; if (!S.drawQueued) { S.drawQueued = true; requestAnimationFrame(draw); } break;
     case "info": info(m); break;
     case "scenes": S.scenes = m.scenes; renderScenes(); break;
@@ -114,13 +114,12 @@ function snapshot(state) {
   document.body.dataset.seq = S.seq;
   if (S.detail) renderDetail();
 }
-function changes(list) {
-  for (const c of list) {
-    if (c.seq <= S.seq) continue;            // already in the snapshot
-    if (c.seq !== S.seq + 1) { send({ type: "resync" }); return; }  // a gap: start over
-    apply(c);
-    S.seq = c.seq;
-  }
+// a batch covers seq from..to with the newest change of each parameter in that range
+function changes(m) {
+  if (m.to <= S.seq) return;                                         // all known already
+  if (m.from > S.seq + 1) { send({ type: "resync" }); return; }      // a gap: start over
+  for (const c of m.changes) if (c.seq > S.seq) apply(c);
+  S.seq = m.to;
   document.body.dataset.seq = S.seq;
   if (S.detail) renderDetail();
 }
