@@ -24,16 +24,26 @@ from export import sampler as S
 from export.sampled import SAMPLE_RATE_HZ, SESSION_SECONDS, render_session
 
 # ---- products: features and teacher labels, cached per session -------------------------
-#: Modules whose source decides a rendered session.
-RENDER_MODULES = ("export.sampled", "export.sampler", "export.arrangement", "export.synth")
+#: Modules whose source decides a rendered session (and, of ``export.synth``, the
+#: functions :func:`render_key` names).
+RENDER_MODULES = ("export.sampled", "export.sampler", "export.arrangement")
 
 
 def render_key() -> str:
     """What a rendered session depends on: the rendering sources, the libraries' files
     (path and size), the session constants."""
+    from export import synth
     h = hashlib.sha256(f"{SESSION_SECONDS}:{SAMPLE_RATE_HZ}".encode())
     for name in RENDER_MODULES:
         h.update(pathlib.Path(importlib.import_module(name).__file__).read_bytes())
+    # of the synthesiser only what a sampled session uses: its recording conditions
+    for fn in (synth.record, synth._speech_turns, synth._biquad, synth.source_level_lufs,
+               synth._k_weighted_hop_powers, synth._bleeds):
+        h.update(inspect.getsource(fn).encode())
+    h.update(repr((synth.NOMINAL_LUFS, synth.GAIN_OFFSET_RANGE_DB, synth.NOISE_FLOOR_RANGE_DBFS,
+                   synth.DC_OFFSET_MAX, synth.TILT_RANGE_DB, synth.RESONANCE_GAIN_RANGE_DB,
+                   synth.BLEED_RANGE_DB, synth._OPEN_MICS, synth._LOUD_ACOUSTIC,
+                   synth._DRUMS)).encode())
     for p in list(S.SOUNDFONTS.values()) + [str(S.KIT_DIR)]:
         q = pathlib.Path(p)
         h.update(f"{p}:{q.stat().st_size if q.exists() else -1}".encode())
