@@ -29,7 +29,7 @@ from edgemix.dsp import loudness as L
 from edgemix.dsp import meters as M
 from edgemix.dsp._jit import kernel
 from edgemix.dsp.arena import Arena, _f32_2, _f64_1, _f64_2, _i64_1
-from edgemix.dsp.automixer import (AutomixState, _automix_block, _automix_idle, _automix_skip,
+from edgemix.dsp.gain_sharing import (AutomixState, _automix_block, _automix_idle, _automix_skip,
                                    _automix_views)
 from edgemix.dsp.delay import DelayState, _delay_block, _delay_views
 from edgemix.dsp.dynamics import _gain_of_db

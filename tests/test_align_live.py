@@ -111,3 +111,28 @@ def test_through_the_control_loop_as_automated_parameters(stems):
 def test_too_many_channels_is_a_one_line_error():
     with pytest.raises(ValueError, match="align = false"):
         AlignmentTracker(64, FS)
+
+
+def test_a_session_with_align_runs_it_offline_through_the_real_runner(tmp_path, stems):
+    """``[model] align = true`` with no policy: the offline runner's control loop aligns
+    the pair, and the console ends with the delay and the polarity set."""
+    import soundfile as sf
+
+    from edgemix.app import build_runner
+    from edgemix.session import load_session
+    folder = tmp_path / "stems"
+    folder.mkdir()
+    for i in range(stems.shape[1]):
+        sf.write(folder / f"in_{i + 1:02d}.wav", stems[:, i], int(FS), subtype="FLOAT")
+    cfg = tmp_path / "session.toml"
+    cfg.write_text(f'[session]\nsample_rate_hz = {int(FS)}\nblock_size = 256\n'
+                   f'[backend]\nkind = "offline"\ninputs = ["{folder}"]\n'
+                   f'output = "{tmp_path / "mix.wav"}"\n'
+                   '[model]\npolicy = "none"\nalign = true\n')
+    session = load_session(cfg)
+    assert session.model.align
+    runner, _ = build_runner(session, rt_priority=False)
+    runner.run()
+    cp = runner.console.channel_params
+    assert abs(cp[0, P.CH.delay_ms] - 1e3 * (D_LATE + 15) / FS) < 1e3 * 0.25 / FS
+    assert cp[1, P.CH.polarity_invert] == 1.0 and cp[2, P.CH.delay_ms] == 0.0

@@ -11,10 +11,10 @@ import pytest
 
 from edgemix import console as C
 from edgemix.dsp import arena as A
-from edgemix.dsp import automixer, delay, limiter, loudness, meters, reverb, strip, truepeak
+from edgemix.dsp import delay, gain_sharing, limiter, loudness, meters, reverb, strip, truepeak
 
 VIEWS = {C.ENGINE: C._engine_views, C.STRIP: strip._strip_views,
-         C.AUTOMIX: automixer._automix_views, C.REVERB: reverb._reverb_views,
+         C.AUTOMIX: gain_sharing._automix_views, C.REVERB: reverb._reverb_views,
          C.MASTER: C._master_views, C.LIMITER: limiter._limiter_views,
          C.TRUEPEAK: truepeak._truepeak_views, C.LOUDNESS: loudness._loudness_views,
          C.PEAK: meters._peak_views, C.CORRELATION: meters._correlation_views,

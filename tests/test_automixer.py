@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from edgemix import params as P
-from edgemix.dsp import automixer as A
-from edgemix.dsp.automixer import GainSharingAutomixer
+from edgemix.dsp import gain_sharing as A
+from edgemix.dsp.gain_sharing import GainSharingAutomixer
 from tests.alloc_helpers import heap_bytes
 from tests.reference.automixer_ref import automix_reference
 

@@ -81,4 +81,5 @@ def test_control_section():
         with pytest.raises(SessionError) as e:
             parse_session({"control": bad}, "s.toml")
         assert str(e.value).startswith("s.toml: control.")
-    assert is_local("127.0.0.1") and not is_local("0.0.0.0")
+    assert is_local("127.0.0.1") and is_local("::1") and is_local("localhost")
+    assert not is_local("0.0.0.0") and not is_local("127.0.0.2")  # the tests' stand-in LAN address

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import ipaddress
 import logging
 import threading
 from typing import Callable
@@ -52,14 +51,15 @@ class SurfaceError(RuntimeError):
     """A server cannot start (address in use, not permitted...): one line naming the fix."""
 
 
+#: The binds that serve only this machine's own clients: no pairing token on the web
+#: surface, no allow-list warning for OSC.  Every other address, other loopback addresses
+#: such as 127.0.0.2 included, is treated as a LAN address (the tests use 127.0.0.2 for one).
+LOCAL_BINDS = ("127.0.0.1", "::1", "localhost")
+
+
 def is_local(host: str) -> bool:
-    """True for a loopback bind address (no pairing token or allow-list needed)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    """True for the default local binds (:data:`LOCAL_BINDS`): one rule for both servers."""
+    return host in LOCAL_BINDS
 
 
 class Surface:

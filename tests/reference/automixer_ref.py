@@ -1,4 +1,4 @@
-"""Slow, obvious reference of the gain-sharing automixer (``edgemix.dsp.automixer``).
+"""Slow, obvious reference of the gain-sharing automixer (``edgemix.dsp.gain_sharing``).
 
 Plain Python, one sample and one channel at a time, written from the description in the
 module docstring: Dugan power shares g_i^2 = w_i P_i / sum_j w_j P_j over the open set, the
@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from edgemix import params as P
-from edgemix.dsp import automixer as A
+from edgemix.dsp import gain_sharing as A
 
 
 def automix_reference(x_cf, fs, chan_schedule, master_schedule):

@@ -535,12 +535,11 @@ def find_alignments(stems: Mapping[str, np.ndarray], sample_rate_hz: float) -> l
             if length > 0 and 10 * math.log10(float(np.mean(sig[n][:length] ** 2)) + 1e-30)
             > SILENT_DBFS]
     spectra = {n: frame_spectra(sig[n][:length], frame, hop) for n in live}
+    live = [n for n in live if spectra[n].shape[0] >= MIN_FRAMES]   # too short: no pair
     power = {n: np.mean(np.abs(spectra[n]) ** 2, axis=0) for n in live}
     pairs: dict[tuple[str, str], PairEstimate] = {}
     for i, a in enumerate(live):
         for b in live[i + 1:]:
-            if spectra[a].shape[0] == 0:
-                continue
             cross = np.einsum("fk,fk->k", np.conj(spectra[a]), spectra[b]) / spectra[a].shape[0]
             if screen(cross, power[a], power[b], frame, fs) < SCREEN_MIN:
                 continue                  # unrelated: not worth the full estimate

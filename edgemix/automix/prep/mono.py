@@ -124,23 +124,34 @@ def mono_fold(left, right, sample_rate_hz: float) -> MonoFold:
         raise ValueError("left and right must be 1-D and of one length")
     sr = float(sample_rate_hz)
     f, pl, pr, plr = welch_spectra(left, right, sr)
-    bands, losses = [], []
+    bands = octave_bands(f, sr)
+    losses = band_losses(pl, pr, plr, bands)
+    return MonoFold(correlation(left, right), tuple(fc for fc, _ in bands), tuple(losses))
+
+
+def octave_bands(freqs_hz: np.ndarray, sample_rate_hz: float) -> list[tuple[float, np.ndarray]]:
+    """``(centre_hz, bins)`` of each octave band below Nyquist that holds a bin."""
+    out = []
     for fc in OCTAVE_CENTRES_HZ:
         lo, hi = fc / math.sqrt(2.0), fc * math.sqrt(2.0)
-        if lo >= sr / 2:
+        if lo >= sample_rate_hz / 2:
             break
-        sel = (f >= lo) & (f < hi)
-        if not sel.any():
-            continue
+        sel = (freqs_hz >= lo) & (freqs_hz < hi)
+        if sel.any():
+            out.append((fc, sel))
+    return out
+
+
+def band_losses(pl, pr, plr, bands) -> list[float]:
+    """The mono loss of each band (module docstring) from the two power spectra and the
+    cross spectrum."""
+    losses = []
+    for _, sel in bands:
         ps = float(pl[sel].sum() + pr[sel].sum())
         pm = ps + 2.0 * float(plr[sel].real.sum())
-        if ps <= 1e-20:
-            loss = 0.0
-        else:
-            loss = 10.0 * math.log10(ps / max(pm, ps * 10.0 ** (-MAX_LOSS_DB / 10.0)))
-        bands.append(fc)
-        losses.append(round(loss, 3))
-    return MonoFold(correlation(left, right), tuple(bands), tuple(losses))
+        losses.append(0.0 if ps <= 1e-20 else round(10.0 * math.log10(
+            ps / max(pm, ps * 10.0 ** (-MAX_LOSS_DB / 10.0))), 3))
+    return losses
 
 
 def loudest_window(stems: np.ndarray, length: int) -> slice:
@@ -282,10 +293,8 @@ class LiveMono:
         self.nfft = int(nfft)
         self.tau_s = float(tau_s)
         self._win = np.hanning(self.nfft + 2)[1:-1]
-        f = np.fft.rfftfreq(self.nfft, 1.0 / self.sample_rate_hz)
-        self._bands = [(fc, (f >= fc / math.sqrt(2)) & (f < fc * math.sqrt(2)))
-                       for fc in OCTAVE_CENTRES_HZ if fc / math.sqrt(2) < self.sample_rate_hz / 2]
-        self._bands = [(fc, sel) for fc, sel in self._bands if sel.any()]
+        self._bands = octave_bands(np.fft.rfftfreq(self.nfft, 1.0 / self.sample_rate_hz),
+                                   self.sample_rate_hz)
         self.reset()
 
     def reset(self) -> None:
@@ -343,12 +352,7 @@ class LiveMono:
     def _publish(self) -> None:
         den = math.sqrt(self._ll * self._rr)
         r = self._lr / den if den > 0 else 0.0
-        losses = []
-        for _, sel in self._bands:
-            ps = float(self._pl[sel].sum() + self._pr[sel].sum())
-            pm = ps + 2.0 * float(self._plr[sel].real.sum())
-            losses.append(0.0 if ps <= 1e-20 else round(10.0 * math.log10(
-                ps / max(pm, ps * 10.0 ** (-MAX_LOSS_DB / 10.0))), 2))
+        losses = band_losses(self._pl, self._pr, self._plr, self._bands)
         k = int(np.argmax(losses)) if losses else 0
         worst = losses[k] if losses else 0.0
         fc = self._bands[k][0] if losses else None

@@ -49,6 +49,7 @@ import time
 from time import perf_counter_ns
 
 from edgemix import params as P
+from edgemix.rt.surface import is_local
 from edgemix.rt.web import pairing
 
 log = logging.getLogger("edgemix.web")
@@ -80,7 +81,6 @@ MAX_MESSAGE = 4096
 #: Meter latency samples kept for :meth:`WebServer.stats`.
 LATENCY_SAMPLES = 4096
 #: Addresses served without a pairing token (everything else needs one).
-LOCAL_BINDS = ("127.0.0.1", "::1", "localhost")
 #: The page's fader travel (position 0..1, dB) between breakpoints: the X-Air / X32 fader
 #: law (Maillot, "X32/M32 OSC remote protocol": four linear-in-dB segments), so the page's
 #: faders move like the ones on the apps people already use.
@@ -169,7 +169,7 @@ class WebServer:
     :class:`~edgemix.rt.surface.Surface` (``start``/``stop`` run on its loop).
 
     ``token``: the pairing token; by default a fresh one when ``host`` is not one of
-    :data:`LOCAL_BINDS`, and none on them (``False``: never one, for tests of the checks
+    :data:`edgemix.rt.surface.LOCAL_BINDS`, and none on them (``False``: never one, for tests of the checks
     that come before it)."""
 
     name = "web"
@@ -178,7 +178,7 @@ class WebServer:
                  meter_hz: float = METER_HZ):
         self.host, self.port = host, int(port)
         if token is None:
-            token = None if host in LOCAL_BINDS else pairing.new_token()
+            token = None if is_local(host) else pairing.new_token()
         self.token = token or None
         self.meter_hz = float(meter_hz)
         #: messages a client may fall behind by before it is owed a snapshot instead
