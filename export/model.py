@@ -178,6 +178,8 @@ class Student(nn.Module):
         present = (mask > 0) & (lact > FLOOR_DB) & np.isfinite(targets01).all(axis=-1)
         x = features[present].astype(np.float64)
         rest = targets01[present].astype(np.float64) - (x @ skip_w + skip_b)
+        if not len(rest):   # no labelled channel (a roles-only set): the whole range
+            rest = np.stack([np.zeros(skip_w.shape[1]), np.ones(skip_w.shape[1])])
         lo, hi = np.quantile(rest, OUTPUT_QUANTILES, axis=0)
         margin = OUTPUT_MARGIN * (hi - lo)
         lo = np.maximum(lo - margin, np.where(skip_w.any(axis=0), -1.0, 0.0))
