@@ -41,6 +41,14 @@ class Dataset:
     def __len__(self):
         return self.features.shape[0]
 
+    def concat(self, other: "Dataset") -> "Dataset":
+        """Both datasets' examples (the same examples per session), this one's first."""
+        if other.examples_per_session != self.examples_per_session:
+            raise ValueError("datasets with different examples per session")
+        return Dataset(*(np.concatenate([getattr(self, k), getattr(other, k)])
+                         for k in ("features", "mask", "targets01", "roles")),
+                       f"{self.source}+{other.source}", self.examples_per_session)
+
     def split(self, n_first_sessions: int):
         """(the first n sessions' examples, the rest): no session straddles the split."""
         k = n_first_sessions * self.examples_per_session
@@ -62,10 +70,10 @@ def teacher_available() -> bool:
 
 
 def build_dataset(n_sessions: int, seed: int, prefer_teacher: bool = True,
-                  label_dir=None) -> Dataset:
+                  label_dir=None, teach: bool = True, feature_dir=None) -> Dataset:
     """Synthesiser + teacher when available, else the interim generator."""
     if prefer_teacher and teacher_available():
-        return teacher_dataset(n_sessions, seed, label_dir)
+        return teacher_dataset(n_sessions, seed, label_dir, teach, feature_dir)
     return interim_dataset(n_sessions, seed)
 
 
@@ -113,15 +121,47 @@ def _snapshots(stems: np.ndarray, sr: int) -> np.ndarray:
 
 
 # ---- the teacher's labels, cached per session ------------------------------------------
-#: Modules whose source decides the teacher's labels (the engine it renders with is
-#: fingerprinted by behaviour instead, :func:`engine_fingerprint`: a refactor of the
-#: console that leaves its output alone must not throw away hours of teacher renders).
-LABEL_MODULES = ("export.synth", "export.teacher", "edgemix.automix.rules",
-                 "edgemix.automix.policy", "edgemix.params", "edgemix.roles",
-                 "edgemix.features")
-#: Decimals (dB) of the engine measurements hashed by :func:`engine_fingerprint`: a
-#: label moves by far less than 0.01 dB when the engine's output moves by less than that.
+#: Decimals (dB) of the measurements hashed by the fingerprints below: a label moves by
+#: far less than 0.01 dB when what it is made from moves by less than that.
 FINGERPRINT_DECIMALS = 2
+#: The fixed sessions :func:`teacher_fingerprint` teaches, 3 s each: a band of every band
+#: role (the synthesiser's default line-up of 13) and a panel of two talkers.
+FINGERPRINT_SESSIONS = ((20261204, 13, "band"), (20261205, 2, "speech"))
+FINGERPRINT_SECONDS = 3.0
+
+
+def synth_fingerprint() -> str:
+    """A hash of what the synthesiser makes (the stems of a fixed session, to 1e-5), not
+    of how it is written: the sessions are made again from their seeds at every build, so
+    the labels of a seed stay valid exactly while its session does."""
+    import hashlib
+    from export.synth import synth_session
+    s, _ = synth_for(int(session_seeds(1, 0)[0]))
+    t = synth_session(FINGERPRINT_SESSIONS[0][0], seconds=2.0, sample_rate_hz=SAMPLE_RATE_HZ,
+                      n_channels=13)
+    v = np.round(np.concatenate([s.stems.ravel()[::97], t.stems.ravel()[::97]]), 5) + 0.0
+    return hashlib.sha256(v.astype(np.float64).tobytes()).hexdigest()[:16]
+
+
+def teacher_fingerprint() -> str:
+    """A hash of what the teacher decides (its settings for the fixed
+    :data:`FINGERPRINT_SESSIONS`, rounded to ``FINGERPRINT_DECIMALS``), not of how its
+    sources (the teacher, the rule policy, the schema, the roles) are written: a refactor,
+    or a policy change the teacher does not use, keeps hours of labels; a change that
+    moves any setting of these two sessions (every step of the teacher acts on them)
+    re-keys them."""
+    import hashlib
+    from export.synth import synth_session
+    from export.teacher import teach
+    parts = []
+    for seed, n, kind in FINGERPRINT_SESSIONS:
+        s = synth_session(seed, seconds=FINGERPRINT_SECONDS, sample_rate_hz=SAMPLE_RATE_HZ,
+                          n_channels=n,
+                          kind=kind, keep_clean=False)
+        t = teach(s)
+        parts += [t.channel_params.ravel(), t.master_params.ravel()]
+    v = np.round(np.concatenate(parts), FINGERPRINT_DECIMALS) + 0.0
+    return hashlib.sha256(v.astype(np.float64).tobytes()).hexdigest()[:16]
 
 
 def engine_fingerprint() -> str:
@@ -202,6 +242,13 @@ def _shipped_label(seed: int):
     return lab[f"cp_{seed}"], lab[f"mp_{seed}"]
 
 
+#: Modules whose source is hashed (cheaply) to tell when the fingerprints must be taken
+#: again; the key itself is made of the fingerprints, not of these sources.
+LABEL_MODULES = ("export.synth", "export.teacher", "edgemix.automix.rules",
+                 "edgemix.automix.policy", "edgemix.params", "edgemix.roles",
+                 "edgemix.features", "edgemix.console")
+
+
 def _sources_hash():
     """The label sources and the session constants (cheap: no rendering)."""
     import hashlib
@@ -215,11 +262,24 @@ def _sources_hash():
     return h
 
 
+_LABEL_KEYS: dict = {}
+
+
 def label_key() -> str:
-    """Key of the teacher labels: the label sources, the session constants, the engine."""
-    h = _sources_hash()
-    h.update(engine_fingerprint().encode())
-    return h.hexdigest()[:16]
+    """Key of the teacher labels, by behaviour: the session constants and line-up draw,
+    what the synthesiser makes, what the teacher decides and how the engine sounds
+    (:func:`synth_fingerprint`, :func:`teacher_fingerprint`, :func:`engine_fingerprint`;
+    taken once per state of the sources, a few seconds)."""
+    import hashlib
+    import inspect
+    state = _sources_hash().hexdigest()
+    if state not in _LABEL_KEYS:
+        h = hashlib.sha256(f"{SESSION_SECONDS}:{SAMPLE_RATE_HZ}".encode())
+        h.update(inspect.getsource(session_roles).encode())
+        for fp in (synth_fingerprint(), teacher_fingerprint(), engine_fingerprint()):
+            h.update(fp.encode())
+        _LABEL_KEYS[state] = h.hexdigest()[:16]
+    return _LABEL_KEYS[state]
 
 
 def synth_for(seed: int):
@@ -257,23 +317,122 @@ def teacher_labels(seed: int, label_dir=None, session=None):
 
 
 def teacher_session(seed: int, label_dir=None):
-    """One synthesised session and its teacher labels, augmented.
+    """One synthesised session and its teacher labels (taught now when missing),
+    augmented (:func:`session_examples`)."""
+    session, rng = synth_for(seed)
+    return session_examples(session, teacher_labels(seed, label_dir, session)[0], rng)
+
+
+_FEATURE_KEYS: dict = {}
+
+
+def synth_features_key() -> str:
+    """Key of a synthesised session's feature snapshots: what the synthesiser makes, the
+    feature code and the augmentation (taken once per state of the sources)."""
+    state = _sources_hash().hexdigest()
+    if state not in _FEATURE_KEYS:
+        _FEATURE_KEYS[state] = _synth_features_key()
+    return _FEATURE_KEYS[state]
+
+
+def _synth_features_key() -> str:
+    import hashlib
+    import importlib
+    import inspect
+    import pathlib
+    h = hashlib.sha256(synth_fingerprint().encode())
+    h.update(inspect.getsource(session_roles).encode())
+    h.update(pathlib.Path(importlib.import_module("edgemix.features").__file__).read_bytes())
+    for fn in (gain_variant_snapshots, _snapshots):
+        h.update(inspect.getsource(fn).encode())
+    h.update(repr((GAIN_VARIANTS, GAIN_AUGMENT_DB, RAW_LUFS_RANGE, SNAPSHOT_S,
+                   SESSION_SECONDS, SAMPLE_RATE_HZ)).encode())
+    return h.hexdigest()[:16]
+
+
+def synth_products(seed: int, label_dir=None, feature_dir=None):
+    """A synthesised session's examples like :func:`teacher_session`, but its features
+    cached on their own (``feature_dir``, keyed by :func:`synth_features_key`) and its
+    targets from the teacher's labels where known, else NaN (roles only): a teacher
+    change re-teaches without re-synthesising, and no session is taught here.  The gain
+    variants are drawn from the measured raw levels
+    (:func:`gain_variant_snapshots`)."""
+    import pathlib
+    path = None
+    if feature_dir is not None:
+        path = pathlib.Path(feature_dir) / f"synth-features-{synth_features_key()}" / \
+            f"{seed}.npz"
+    if path is not None and path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            x, gains, roles = z["features"], z["gains_db"], z["roles"]
+    else:
+        session, rng = synth_for(seed)
+        x, gains = gain_variant_snapshots(session, rng)
+        roles = session.role_indices
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez(tmp, features=x, gains_db=gains, roles=roles)
+            tmp.replace(path)
+    y = np.full(x.shape[:2] + (len(MODEL_OUTPUTS),), np.nan)
+    if labels_known(seed, label_dir):
+        lab = teacher_labels(seed, label_dir)[0][:, P.MODEL_OUTPUT_COLUMNS]
+        trim = MODEL_OUTPUTS.index("trim_db")
+        per = x.shape[0] // gains.shape[0]
+        y[:] = lab[None]
+        for v, g in enumerate(gains):
+            y[v * per:(v + 1) * per, :, trim] = P.CHANNEL_SPECS["trim_db"].clip(
+                lab[:, trim] - g)
+    return x, y, roles
+
+
+def labels_known(seed: int, label_dir=None) -> bool:
+    """Whether the teacher's labels of ``seed`` are cached or shipped (no teaching)."""
+    import pathlib
+    if label_dir and (pathlib.Path(label_dir) / f"{seed}.npz").is_file():
+        return True
+    return _shipped_label(seed) is not None
+
+
+def session_examples(session, channel_params: np.ndarray, rng: np.random.Generator):
+    """A session's augmented training examples from its teacher labels
+    (``channel_params`` in units, the teacher's whole settings).
 
     Returns ``(features (V*S, n, F) float32, targets (V*S, n, P) in units, roles (n,))``
     for ``V = GAIN_VARIANTS`` preamp-gain variants times ``S = len(SNAPSHOT_S)`` snapshots.
     """
     from edgemix.automix.rules import TRIM_TARGET_LUFS
 
-    session, rng = synth_for(seed)
-    y = teacher_labels(seed, label_dir, session)[0][:, P.MODEL_OUTPUT_COLUMNS]
-    roles = session.roles
-    n = len(roles)
+    y = channel_params[:, P.MODEL_OUTPUT_COLUMNS]
     trim = MODEL_OUTPUTS.index("trim_db")
-    trim_spec = P.CHANNEL_SPECS["trim_db"]
     # raw active loudness the teacher measured, from its trim (NaN for a silent channel)
     silent = y[:, MODEL_OUTPUTS.index("fader_db")] <= P.OFF_DB
     raw_lufs = np.where(silent, np.nan, TRIM_TARGET_LUFS - y[:, trim])
-    xs, ys = [], []
+    x, gains = gain_variant_snapshots(session, rng, raw_lufs)
+    per = len(SNAPSHOT_S)
+    ys = []
+    for g in gains:
+        yv = y.copy()
+        yv[:, trim] = P.CHANNEL_SPECS["trim_db"].clip(y[:, trim] - g)
+        ys += [yv] * per
+    return x, np.stack(ys), session.role_indices
+
+
+def gain_variant_snapshots(session, rng: np.random.Generator, raw_lufs=None):
+    """Feature snapshots of ``GAIN_VARIANTS`` preamp-gain variants of a session (the first
+    as recorded, the others each channel moved by up to +-``GAIN_AUGMENT_DB``, kept so its
+    raw playing level ``raw_lufs`` (NaN: silent; default: measured with
+    ``export.synth.source_level_lufs``) stays within ``RAW_LUFS_RANGE``).
+
+    Returns ``(features (V*S, n, F) float32, gains_db (V, n))``."""
+    n = session.stems.shape[1]
+    sr = session.sample_rate_hz
+    if raw_lufs is None:
+        from export.synth import source_level_lufs
+        raw_lufs = np.array([source_level_lufs(session.stems[:, c], sr) for c in range(n)])
+        raw_lufs = np.where(np.isfinite(raw_lufs), raw_lufs, np.nan)
+    silent = ~np.isfinite(raw_lufs)
+    xs, gains = [], []
     for v in range(GAIN_VARIANTS):
         g = np.zeros(n)
         if v:
@@ -281,13 +440,10 @@ def teacher_session(seed: int, label_dir=None):
             lo = RAW_LUFS_RANGE[0] - raw_lufs
             hi = RAW_LUFS_RANGE[1] - raw_lufs
             g = np.where(silent, 0.0, np.clip(g, np.minimum(lo, 0.0), np.maximum(hi, 0.0)))
+        gains.append(g)
         stems = session.stems * (10.0 ** (g / 20.0)).astype(np.float32)
-        yv = y.copy()
-        yv[:, trim] = trim_spec.clip(y[:, trim] - g)
-        for snap in _snapshots(stems, SAMPLE_RATE_HZ):
-            xs.append(snap)
-            ys.append(yv)
-    return np.stack(xs), np.stack(ys), session.role_indices
+        xs += list(_snapshots(stems, sr))
+    return np.stack(xs), np.stack(gains)
 
 
 def session_seeds(n: int, seed: int) -> list[int]:
@@ -296,12 +452,15 @@ def session_seeds(n: int, seed: int) -> list[int]:
     return [int(c.generate_state(1)[0]) for c in ss.spawn(n)]
 
 
-def teacher_dataset(n_sessions: int, seed: int, label_dir=None) -> Dataset:
+def teacher_dataset(n_sessions: int, seed: int, label_dir=None,
+                    teach: bool = True, feature_dir=None) -> Dataset:
     """``n_sessions`` synthesised sessions labelled by the teacher, each augmented to
     ``GAIN_VARIANTS * len(SNAPSHOT_S)`` examples (consecutive rows: split on multiples).
     One process: the teacher's labels are a separate, cached step (``python -m
     export.dataset``) so this costs only the synthesis and feature extraction."""
-    parts = [teacher_session(s, label_dir) for s in session_seeds(n_sessions, seed)]
+    seeds = session_seeds(n_sessions, seed)
+    parts = [teacher_session(s, label_dir) for s in seeds] if teach else \
+        [synth_products(s, label_dir, feature_dir) for s in seeds]
     per = GAIN_VARIANTS * len(SNAPSHOT_S)
     total = per * n_sessions
     xs = np.zeros((total, MAX_CHANNELS, feat.N_FEATURES), np.float32)

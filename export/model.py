@@ -42,6 +42,27 @@ INPUT_LIMITS = {
 }
 
 
+#: The channel's absolute levels: a preamp gain of g dB moves every one of them by g.  The
+#: network sees only their differences (the first layer's weights are projected so that
+#: the same shift of all of them moves no hidden unit, :meth:`Student.enc1_weight`), over a
+#: fixed range that no gain pushes past the -1..1 clip: what it recognises and proposes
+#: does not depend on the input trim; the trim's skip reads the raw loudness.
+LEVEL_FEATURES = ("loudness_st_lufs", "loudness_active_lufs", "rms_st_dbfs", "peak_st_dbfs")
+LEVEL_RANGE_DB = (-100.0, 20.0)
+#: Features the network does not see (standardised to a constant 0): the raw mix context
+#: (each channel's band power over the others', its loudness over the others') moves with
+#: every channel's preamp gain, and the teacher balances after gain staging, where those
+#: raw ratios are undone; the pooled context of the level-free per-channel features
+#: carries the staged mix instead.
+UNSEEN_FEATURES = ("mask*", "rel_loudness_lu")
+
+
+def _matching(patterns) -> np.ndarray:
+    from fnmatch import fnmatchcase
+    from edgemix.features import FEATURE_NAMES
+    return np.array([any(fnmatchcase(n, p) for p in patterns) for n in FEATURE_NAMES])
+
+
 def input_limits() -> tuple[np.ndarray, np.ndarray]:
     """(lower, upper) limit per feature of FEATURE_NAMES (-inf / +inf where none)."""
     from fnmatch import fnmatchcase
@@ -88,15 +109,43 @@ class Student(nn.Module):
         (a z-score leaves heavy-tailed features at +-10 and coarsens the shared scale for
         the rest), and the int8 step of a feature is its range / 255 (see
         :data:`INPUT_LIMITS`).
+        Level features (:data:`LEVEL_FEATURES`) get the fixed ``LEVEL_RANGE_DB``; the
+        unseen ones (:data:`UNSEEN_FEATURES`) scale 0, shift 0.
         """
         rows = features[mask > 0].astype(np.float64)
         lim_lo, lim_hi = input_limits()
         lo = np.maximum(rows.min(axis=0), lim_lo)
         hi = np.minimum(rows.max(axis=0), lim_hi)
+        level = _matching(LEVEL_FEATURES)
+        lo[level], hi[level] = LEVEL_RANGE_DB
         half = 0.5 * (hi - lo)
         half = np.where(half > 1e-6, half, 1.0)  # a constant feature passes through centred
-        self.in_scale.copy_(torch.from_numpy(1.0 / half).float())
-        self.in_shift.copy_(torch.from_numpy(-0.5 * (hi + lo) / half).float())
+        scale, shift = 1.0 / half, -0.5 * (hi + lo) / half
+        unseen = _matching(UNSEEN_FEATURES)
+        scale[unseen], shift[unseen] = 0.0, 0.0
+        self.in_scale.copy_(torch.from_numpy(scale).float())
+        self.in_shift.copy_(torch.from_numpy(shift).float())
+
+    def level_direction(self) -> torch.Tensor:
+        """How the standardised input moves per dB of preamp gain: ``in_scale`` on the
+        level features, 0 elsewhere (unit length)."""
+        from edgemix.features import N_FEATURES
+        if self.in_scale.numel() != N_FEATURES:      # a model of other inputs (tests)
+            return torch.zeros_like(self.in_scale)
+        v = self.in_scale * torch.from_numpy(_matching(LEVEL_FEATURES).astype(np.float32))
+        return v / torch.clamp(torch.linalg.vector_norm(v), min=1e-12)
+
+    def enc1_weight(self) -> torch.Tensor:
+        """The first layer's weights with their component along :meth:`level_direction`
+        removed (``W - (W v) v^T``): a gain moves no hidden unit.  A model made from
+        final (int8-grid) weights (``project_enc1 = False``) keeps them as they are: the
+        float files carry exactly the int8 file's weights, the projection's residue is
+        the rounding's."""
+        w = self.enc1.weight
+        if not getattr(self, "project_enc1", True):
+            return w
+        v = self.level_direction()
+        return w - torch.outer(w @ v, v)
 
     def fit_outputs(self, features: np.ndarray, mask: np.ndarray,
                     targets01: np.ndarray) -> None:
@@ -126,9 +175,11 @@ class Student(nn.Module):
         # channels that have played in the snapshot: for one that has not, the skip has
         # nothing to say, and its labels must not stretch every span
         lact = features[..., FEATURE_INDEX["loudness_active_lufs"]]
-        present = (mask > 0) & (lact > FLOOR_DB)
+        present = (mask > 0) & (lact > FLOOR_DB) & np.isfinite(targets01).all(axis=-1)
         x = features[present].astype(np.float64)
         rest = targets01[present].astype(np.float64) - (x @ skip_w + skip_b)
+        if not len(rest):   # no labelled channel (a roles-only set): the whole range
+            rest = np.stack([np.zeros(skip_w.shape[1]), np.ones(skip_w.shape[1])])
         lo, hi = np.quantile(rest, OUTPUT_QUANTILES, axis=0)
         margin = OUTPUT_MARGIN * (hi - lo)
         lo = np.maximum(lo - margin, np.where(skip_w.any(axis=0), -1.0, 0.0))
@@ -184,7 +235,7 @@ class Student(nn.Module):
         return x + (y - x).detach()
 
     def _linear(self, x: torch.Tensor, layer: nn.Linear, bias=True) -> torch.Tensor:
-        w = layer.weight
+        w = self.enc1_weight() if layer is self.enc1 else layer.weight
         if getattr(self, "_qparams", None) is not None:
             s = torch.clamp(w.detach().abs().amax(dim=1, keepdim=True) / 127.0, min=1e-30)
             w = w + (torch.clamp(torch.round(w / s), -127.0, 127.0) * s - w).detach()
@@ -236,7 +287,7 @@ class Student(nn.Module):
         t = lambda a: a.detach().cpu().numpy().astype(np.float32)  # noqa: E731
         w = {
             "in_scale": t(self.in_scale), "in_shift": t(self.in_shift),
-            "enc1_w": t(self.enc1.weight).T, "enc1_b": t(self.enc1.bias),
+            "enc1_w": t(self.enc1_weight()).T, "enc1_b": t(self.enc1.bias),
             "enc2_w": t(self.enc2.weight).T, "enc2_b": t(self.enc2.bias),
             "ctx_w": t(self.ctx.weight).T, "ctx_b": t(self.ctx.bias),
             "mix_w": t(self.mix.weight).T, "mix_ctx_w": t(self.mix_ctx.weight).T,

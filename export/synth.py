@@ -640,7 +640,21 @@ def synth_session(seed: int, roles=None, seconds: float = 30.0, sample_rate_hz: 
             bars = _bars_playing(arr, song, role)
             src[c] = _RENDER[role](rng, song, bars)
 
-    cond = np.random.default_rng(cond_ss)
+    rec = record(src, roles, np.random.default_rng(cond_ss), sr, conditions, keep_clean)
+    return Session(**rec, roles=roles, seed=int(seed), tempo_bpm=song.tempo_bpm,
+                   sections=song.sections,
+                   names=tuple(f"{c + 1:02d} {r}" for c, r in enumerate(roles)))
+
+
+def record(src: np.ndarray, roles, cond: np.random.Generator, sr: int,
+           conditions: bool = True, keep_clean: bool = True) -> dict:
+    """"Record" clean sources ``(channels, frames)`` float64 (any level; changed in place)
+    as the module docstring says: mic colouration, normalisation to ``NOMINAL_LUFS``, bleed,
+    gain offset, polarity, noise floor, DC, every draw from ``cond``.  Returns the
+    :class:`Session` fields of the recording (``stems`` ... ``clean``); the synthesiser and
+    the sampled-instrument sessions (``export/sampled.py``) share it."""
+    n_ch = len(roles)
+    n = src.shape[1]
     tilt = cond.uniform(*TILT_RANGE_DB, n_ch) if conditions else np.zeros(n_ch)
     res_hz = np.exp(cond.uniform(math.log(200.0), math.log(6000.0), n_ch))
     res_gain = cond.uniform(*RESONANCE_GAIN_RANGE_DB, n_ch) if conditions else np.zeros(n_ch)
@@ -673,28 +687,26 @@ def synth_session(seed: int, roles=None, seconds: float = 30.0, sample_rate_hz: 
                 bleed_db[i, j] = cond.uniform(lo, hi)
                 bleed_ms[i, j] = cond.uniform(0.5, 8.0)
 
-    out = np.empty((song.n, n_ch), dtype=np.float32)
+    out = np.empty((n, n_ch), dtype=np.float32)
     noise_rng = np.random.default_rng(cond.integers(2 ** 63))
     src_t = src.astype(np.float32)            # the mixing below is memory-bound: halve it
     for i in range(n_ch):
         x = src_t[i].copy()
         for j in np.flatnonzero(np.isfinite(bleed_db[i])):
             d = int(round(bleed_ms[i, j] * 1e-3 * sr))
-            x[d:] += np.float32(10.0 ** (bleed_db[i, j] / 20.0)) * src_t[j, :song.n - d]
+            x[d:] += np.float32(10.0 ** (bleed_db[i, j] / 20.0)) * src_t[j, :n - d]
         x *= np.float32(10.0 ** (offsets[i] / 20.0) * (-1.0 if flips[i] else 1.0))
         if np.isfinite(noise_db[i]):
-            x += noise_rng.standard_normal(song.n, dtype=np.float32) * \
+            x += noise_rng.standard_normal(n, dtype=np.float32) * \
                 np.float32(10.0 ** (noise_db[i] / 20.0))
         x += np.float32(dc[i])
         out[:, i] = x
-    return Session(
-        stems=out, sample_rate_hz=sr, roles=roles, gain_offsets_db=offsets,
+    return dict(
+        stems=out, sample_rate_hz=sr, gain_offsets_db=offsets,
         polarity_inverted=flips, dc_offsets=dc, noise_floor_dbfs=noise_db, tilt_db=tilt,
         resonance_hz=res_hz, resonance_gain_db=res_gain, resonance_q=res_q,
         bleed_db=bleed_db, bleed_delay_ms=bleed_ms,
-        clean=np.ascontiguousarray(src_t.T) if keep_clean else None, seed=int(seed),
-        tempo_bpm=song.tempo_bpm, sections=song.sections,
-        names=tuple(f"{c + 1:02d} {r}" for c, r in enumerate(roles)))
+        clean=np.ascontiguousarray(src_t.T) if keep_clean else None)
 
 
 # --------------------------------------------------------------------------------------

@@ -97,11 +97,15 @@ def masked_loss(model: Student, x, m, y, r, role_weight: float, scales=None, out
     p, logits = model(x, m) if outputs is None else outputs
     if scales is None:
         scales = torch.from_numpy(loss_scales()).float()
-    w = m.unsqueeze(-1)
-    n = torch.clamp(m.sum(), min=1.0)
+    # a channel without teacher labels (NaN: a sampled session not taught) teaches only
+    # its role
+    labelled = torch.isfinite(y)
+    w = m.unsqueeze(-1) * labelled
+    y = torch.where(labelled, y, p.detach())
+    n = torch.clamp(w.sum(), min=1.0)
     hub = torch.nn.functional.huber_loss(p * scales, y * scales, reduction="none",
                                          delta=HUBER_DELTA)
-    param_loss = (hub * w).sum() / (n * y.shape[-1])
+    param_loss = (hub * w).sum() / n
     present = r >= 0
     ce = torch.nn.functional.cross_entropy(logits[present], r[present]) if present.any() \
         else torch.zeros(())
@@ -155,7 +159,9 @@ def _quantisation_aware(model, data, tensors, cfg, rng, losses, progress):
     _run_epochs(model, tensors, cfg, cfg.qat_epochs, cfg.qat_lr, rng, losses, progress)
     model.set_fake_quant(None)
     weights = round_weights(model.export_weights(*names))
-    return Student.from_weights(weights), calibrate(weights, *cal)
+    final = Student.from_weights(weights)
+    final.project_enc1 = False      # the rounded weights as they are (Student.enc1_weight)
+    return final, calibrate(weights, *cal)
 
 
 def int8_loss_scales() -> np.ndarray:

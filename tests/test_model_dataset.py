@@ -98,13 +98,20 @@ def test_shipped_teacher_labels_are_the_current_engines_and_cover_the_training_s
     shipped model was built from, keyed by the label sources and the engine's sound.  A
     change that alters either makes this fail until the labels are re-taught
     (``python -m export.dataset``, then ``python -m export.build_models``)."""
+    import json
     from export import dataset as D
     from export.build_models import N_HELDOUT_SESSIONS, N_TRAIN_SESSIONS
     path = D.shipped_labels_path()
+    metrics = json.loads((path.parent / "metrics.json").read_text())
     with np.load(path, allow_pickle=False) as z:
         assert str(z["key"]) == D.label_key(), "models/teacher_labels.npz is stale"
         seeds = D.session_seeds(N_TRAIN_SESSIONS + N_HELDOUT_SESSIONS, 0)
-        assert all(f"cp_{s}" in z.files and f"mp_{s}" in z.files for s in seeds)
+        # every held-out session, and as many training sessions as the model was taught
+        # with (the others taught it their roles only)
+        assert all(f"cp_{s}" in z.files and f"mp_{s}" in z.files
+                   for s in seeds[N_TRAIN_SESSIONS:])
+        taught = sum(f"cp_{s}" in z.files for s in seeds[:N_TRAIN_SESSIONS])
+        assert taught == metrics["n_train_sessions_taught"] > 0
         cp = z[f"cp_{seeds[0]}"]
         assert cp.ndim == 2 and np.isfinite(cp).all()
     # read from the pack, not re-taught (teaching one session takes seconds)

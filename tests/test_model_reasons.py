@@ -124,8 +124,9 @@ def test_a_channel_that_rests_for_a_few_bars_keeps_its_role():
         raw.append(ROLE_NAMES[int(p[0].argmax())])
         held.append(pol.recognition()[0]["recognised_role"])
     assert held[10] == "kick"
-    assert any(r != "kick" for r in raw[80:125])           # the rest fools a single hop
-    assert all(h == "kick" for h in held[10:])
+    # whether the rest fools a single hop depends on the network (the one trained on
+    # sampled instruments holds on to this kick by itself); the held role never moves
+    assert all(h == "kick" for h in held[10:]), list(zip(raw, held))
 
 
 def test_a_role_the_person_gives_always_wins(band):

@@ -63,17 +63,25 @@ def test_exported_weights_reproduce_the_torch_model(tiny_data):
 
 
 def test_standardisation_maps_each_features_limited_range_to_unit_range(tiny_data):
+    from export.model import LEVEL_RANGE_DB, _matching, LEVEL_FEATURES, UNSEEN_FEATURES
     from export.model import input_limits
     net = Student(N_FEATURES, len(MODEL_OUTPUTS), len(ROLE_NAMES))
     net.fit_standardisation(tiny_data.features, tiny_data.mask)
     rows = tiny_data.features[tiny_data.mask > 0].astype(np.float64)
     lo, hi = input_limits()
     want_lo, want_hi = np.maximum(rows.min(axis=0), lo), np.minimum(rows.max(axis=0), hi)
+    # the channel's own levels: one fixed range (a gain never pushes them into the clip)
+    level, unseen = _matching(LEVEL_FEATURES), _matching(UNSEEN_FEATURES)
+    want_lo[level], want_hi[level] = LEVEL_RANGE_DB
     z_lo = want_lo * net.in_scale.numpy() + net.in_shift.numpy()
     z_hi = want_hi * net.in_scale.numpy() + net.in_shift.numpy()
-    varying = want_hi - want_lo > 1e-6
+    varying = (want_hi - want_lo > 1e-6) & ~unseen
     np.testing.assert_allclose(z_lo[varying], -1.0, atol=1e-5)
     np.testing.assert_allclose(z_hi[varying], 1.0, atol=1e-5)
+    # the raw mix context is not seen at all
+    assert unseen.sum() == 17
+    np.testing.assert_array_equal(net.in_scale.numpy()[unseen], 0.0)
+    np.testing.assert_array_equal(net.in_shift.numpy()[unseen], 0.0)
     # a band level is limited (export/model.py:INPUT_LIMITS): the network sees one below
     # the limit as the limit
     band = FEATURE_NAMES.index(next(n for n in FEATURE_NAMES if n.endswith("_rel_db")))
@@ -92,6 +100,41 @@ def test_standardisation_maps_each_features_limited_range_to_unit_range(tiny_dat
     net2 = Student(N_FEATURES, len(MODEL_OUTPUTS), len(ROLE_NAMES))
     net2.fit_standardisation(f2, tiny_data.mask)
     np.testing.assert_array_equal(net2.in_scale.numpy(), net.in_scale.numpy())
+
+
+def test_a_preamp_gain_moves_only_the_trim(tiny_data):
+    """Level invariance by construction: a channel recorded g dB hotter (its four level
+    features + g, within the range) gets exactly g dB less trim, and every other output and
+    its role logits do not move; nor do the other channels' (no raw mix context is seen)."""
+    from edgemix.features import FEATURE_INDEX
+    from edgemix.params import denormalise_outputs
+    from export.model import LEVEL_FEATURES
+    torch.manual_seed(1)
+    net = Student(N_FEATURES, len(MODEL_OUTPUTS), len(ROLE_NAMES), 16, 16, 16, 16)
+    net.fit_standardisation(tiny_data.features, tiny_data.mask)
+    net.fit_outputs(tiny_data.features, tiny_data.mask, tiny_data.targets01)
+    with torch.no_grad():
+        for layer in (net.enc1, net.enc2, net.ctx, net.mix, net.param_head, net.role_head):
+            layer.weight.normal_(0.0, 0.5)
+    x = torch.from_numpy(tiny_data.features[:4].copy())
+    m = torch.from_numpy(tiny_data.mask[:4])
+    cols = [FEATURE_INDEX[k] for k in LEVEL_FEATURES]
+    x[..., cols] = torch.clamp(x[..., cols], -70.0, -20.0)
+    y = x.clone()
+    y[:, 0, cols] += 12.0
+    y[:, 1, FEATURE_INDEX["rel_loudness_lu"]] += 9.0
+    y[:, 1, [FEATURE_INDEX[k] for k in FEATURE_INDEX if k.startswith("mask")]] -= 7.0
+    with torch.no_grad():
+        pa, ra = net(x, m)
+        pb, rb = net(y, m)
+    torch.testing.assert_close(rb, ra, atol=1e-4, rtol=0)
+    trim = MODEL_OUTPUTS.index("trim_db")
+    others = [j for j in range(len(MODEL_OUTPUTS)) if j != trim]
+    torch.testing.assert_close(pb[..., others], pa[..., others], atol=1e-5, rtol=0)
+    ua, ub = denormalise_outputs(pa.numpy()), denormalise_outputs(pb.numpy())
+    inside = (pa[:, 0, trim] > 0.01) & (pa[:, 0, trim] < 0.99) & (pb[:, 0, trim] > 0.01)
+    np.testing.assert_allclose((ua[:, 0, trim] - ub[:, 0, trim])[inside.numpy()], 12.0,
+                               atol=1e-3)
 
 
 def test_default_student_is_under_the_parameter_budget():

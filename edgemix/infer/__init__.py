@@ -20,8 +20,9 @@ BACKENDS = {"numba": ".npz", "numpy": ".npz", "onnxruntime": ".onnx", "litert": 
 
 
 #: ``.npz`` files a models folder holds beside the weights that are not a model: the
-#: golden I/O (contract 3) and the teacher's labels (the training data, never shipped).
-NOT_WEIGHTS = ("golden.npz", "teacher_labels.npz")
+#: golden I/O (contract 3), the teacher's labels and the sampled-instrument sessions'
+#: features and labels (the training data, never shipped to a board).
+NOT_WEIGHTS = ("golden.npz", "teacher_labels.npz", "sampled_sessions.npz")
 
 
 def is_weights_file(name: str) -> bool:
