@@ -40,9 +40,10 @@ from edgemix.dsp.strip import (TICK, StripState, _guard_input, _strip_views, _st
 from edgemix.dsp.truepeak import TP_MAX, TruePeakState, _truepeak_run, _truepeak_views
 from edgemix.params import MS
 
-#: Largest block a console may be built for (frames); larger calls are split internally.
-MAX_BLOCK = 8192
-MAX_CHANNELS = 256
+# The limits live in params.py (one source); the console's names for them:
+from edgemix.params import CONSOLE_MAX_BLOCK as MAX_BLOCK
+from edgemix.params import CONSOLE_MAX_CHANNELS as MAX_CHANNELS
+from edgemix.params import CONSOLE_SAMPLE_RATE_RANGE_HZ
 
 
 #: The console kernel's stages, in the order of its arena: stage ``s`` is row ``s`` of the
@@ -251,8 +252,9 @@ class Console:
 
     def __init__(self, sample_rate_hz: float = 48000, block_size: int = 64,
                  n_channels: int = 8, n_aux: int = 2):
-        if not (8000 <= float(sample_rate_hz) <= 384000):
-            raise ValueError(f"sample rate {sample_rate_hz} Hz: use 8000 .. 384000")
+        lo, hi = CONSOLE_SAMPLE_RATE_RANGE_HZ
+        if not (lo <= float(sample_rate_hz) <= hi):
+            raise ValueError(f"sample rate {sample_rate_hz} Hz: use {lo:.0f} .. {hi:.0f}")
         if not (1 <= int(block_size) <= MAX_BLOCK) or int(block_size) != block_size:
             raise ValueError(f"block size {block_size}: use a whole number 1 .. {MAX_BLOCK}")
         if not (1 <= int(n_channels) <= MAX_CHANNELS) or int(n_channels) != n_channels:

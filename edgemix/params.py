@@ -32,6 +32,25 @@ OFF_DB = -90.0
 #: Longest per-channel input delay (``delay_ms``), and so the alignment search range.
 MAX_DELAY_MS = 30.0
 
+# --- Limits: the one place every module reads a rate, block or channel limit from ----
+#: Sample rates a session runs at: the standard rates the feature extractor (and so the
+#: policies and the model that listen through it) supports.  Its spectrum and K-weighting
+#: need 32 kHz and up; the console alone runs at :data:`CONSOLE_SAMPLE_RATE_RANGE_HZ`.
+SAMPLE_RATES_HZ = (32000, 44100, 48000, 88200, 96000)
+#: The feature extractor's range (``features.FeatureExtractor``).
+FEATURE_SAMPLE_RATE_RANGE_HZ = (32000.0, 192000.0)
+#: The console engine's range (``console.Console``): its filters are designed at any rate.
+CONSOLE_SAMPLE_RATE_RANGE_HZ = (8000.0, 384000.0)
+#: Block sizes a session may ask for (JACK and most ALSA drivers use powers of two).
+BLOCK_SIZES = (16, 32, 64, 128, 256, 512, 1024, 2048)
+#: Largest block a console may be built for (frames); larger calls are split internally.
+CONSOLE_MAX_BLOCK = 8192
+#: Strips one console can hold.
+CONSOLE_MAX_CHANNELS = 256
+#: Channels the model sees at once (its fixed input shape; fewer are handled by the mask).
+#: A session with more channels than this cannot run the model policy.
+MODEL_MAX_CHANNELS = 32
+
 #: Aux sends per channel that the schema provides columns for.  Aux 1 feeds the reverb
 #: (the FX bus); aux 2.. are mono outputs such as monitor mixes.
 MAX_AUX = 4

@@ -47,9 +47,8 @@ BACKENDS = ("jack", "portaudio", "offline", "synthetic")
 POLICIES = ("none", "rules", "model")
 MODEL_BACKENDS = ("numpy", "onnx", "tflite", "numba")
 BUS_KINDS = ("reverb", "monitor")
-#: Block sizes a session may ask for (JACK and most ALSA drivers use powers of two).
-BLOCK_SIZES = (16, 32, 64, 128, 256, 512, 1024, 2048)
-SAMPLE_RATES_HZ = (16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000)
+BLOCK_SIZES = P.BLOCK_SIZES
+SAMPLE_RATES_HZ = P.SAMPLE_RATES_HZ
 
 _SECTIONS = ("session", "backend", "model", "master", "channels", "buses", "control")
 _SESSION_KEYS = ("sample_rate_hz", "block_size", "name", "loudness_target_lufs")

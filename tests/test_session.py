@@ -144,3 +144,25 @@ def test_ring_blocks_default_is_each_live_backends_own():
                                             '[model]\npolicy = "none"\n'))
             runner, _ = build_runner(s)
             assert isinstance(runner.backend, cls) and runner.backend.ring_blocks == want
+
+
+def test_every_session_rate_runs_the_whole_chain_and_others_are_one_line():
+    """The rate limits live in params.py: a rate a session accepts builds the console and
+    the feature extractor the policies listen through (a 16 kHz session used to be valid and
+    then fail in the feature extractor); a rate it refuses says which ones to use."""
+    from edgemix.console import Console
+    from edgemix.features import FeatureExtractor
+    for fs in P.SAMPLE_RATES_HZ:
+        s = parse_session({"session": {"sample_rate_hz": fs}}, "s.toml")
+        assert s.sample_rate_hz == fs
+        Console(fs, 64, 2, 1)
+        FeatureExtractor(fs, 2)
+        lo, hi = P.FEATURE_SAMPLE_RATE_RANGE_HZ
+        assert lo <= fs <= hi
+    for fs in (16000, 22050, 24000):
+        with pytest.raises(SessionError) as e:
+            parse_session({"session": {"sample_rate_hz": fs}}, "s.toml")
+        msg = str(e.value)
+        assert "\n" not in msg and msg.startswith("s.toml: session.sample_rate_hz")
+        assert "48000" in msg
+    assert P.MODEL_MAX_CHANNELS < P.CONSOLE_MAX_CHANNELS

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Channels the model sees at once; fewer are handled by the mask.
-MAX_CHANNELS = 32
+#: Channels the model sees at once (``params.MODEL_MAX_CHANNELS``, one source; fewer are
+#: handled by the mask).  Not the console's limit, ``params.CONSOLE_MAX_CHANNELS``.
+from edgemix.params import MODEL_MAX_CHANNELS as MAX_CHANNELS  # noqa: E402
 
 
 class ModelLoadError(ValueError):
