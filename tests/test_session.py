@@ -165,4 +165,11 @@ def test_every_session_rate_runs_the_whole_chain_and_others_are_one_line():
         msg = str(e.value)
         assert "\n" not in msg and msg.startswith("s.toml: session.sample_rate_hz")
         assert "48000" in msg
+    # features.py states its range in its own source (its bytes key the shipped training
+    # pack, models/sampled_sessions.npz): it must be the range params.py names
+    lo, hi = P.FEATURE_SAMPLE_RATE_RANGE_HZ
+    for fs in (lo - 1.0, hi + 1.0):
+        with pytest.raises(ValueError):
+            FeatureExtractor(fs, 2)
+    FeatureExtractor(hi, 2)
     assert P.MODEL_MAX_CHANNELS < P.CONSOLE_MAX_CHANNELS
