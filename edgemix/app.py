@@ -132,15 +132,16 @@ def session_for_target(prof, models_dir=None) -> tuple[Session, list[dict]]:
     import tomllib
     from pathlib import Path
     from edgemix import infer
-    from edgemix.boardtools.bundle import MODEL_ARTIFACTS, SESSION_MODEL_BACKEND, session_toml
+    from edgemix.boardtools.bundle import (MODEL_ARTIFACTS, SESSION_MODEL_BACKEND,
+                                           model_files_of, session_toml)
     from edgemix.session import parse_session
     models_dir = Path(models_dir) if models_dir else infer.default_model_dir()
     skipped, chosen = [], None
     for fmt in (prof.model_format, prof.model_fallback):
         if not fmt:
             continue
-        pattern, keep = MODEL_ARTIFACTS[fmt]
-        found = sorted(p for p in models_dir.glob(pattern) if keep(p.name.lower()))
+        pattern = MODEL_ARTIFACTS[fmt][0]
+        found = model_files_of(models_dir, fmt)
         if not found:
             skipped.append({"what": f"model {fmt}", "why": f"no {pattern} for it in {models_dir}"})
             continue

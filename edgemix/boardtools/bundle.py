@@ -52,6 +52,20 @@ MODEL_ARTIFACTS = {
     "onnx": ("*.onnx", lambda n: "int8" not in n),
     "numba": ("*.npz", is_weights_file),  # not the golden I/O, not the training labels
 }
+
+
+def is_model_file(path: Path, fmt: str) -> bool:
+    """True when ``path`` is a model file of format ``fmt`` (:data:`MODEL_ARTIFACTS`)."""
+    pattern, keep = MODEL_ARTIFACTS[fmt]
+    return path.match(pattern) and keep(path.name.lower())
+
+
+def model_files_of(models_dir: Path, fmt: str) -> list[Path]:
+    """The model files of format ``fmt`` in ``models_dir``, sorted by name."""
+    return sorted(p for p in Path(models_dir).glob(MODEL_ARTIFACTS[fmt][0])
+                  if is_model_file(p, fmt))
+
+
 #: What a format is called in the session config's ``[model] backend``.
 SESSION_MODEL_BACKEND = {"tflite-int8": "tflite", "tflite-fp32": "tflite", "onnx": "onnx",
                          "numba": "numba"}
@@ -132,8 +146,8 @@ def select_models(profile: profiles.Profile, models_dir: Path) -> list[Path]:
     for fmt in (profile.model_format, profile.model_fallback):
         if not fmt:
             continue
-        pattern, keep = MODEL_ARTIFACTS[fmt]
-        found = sorted(p for p in models_dir.glob(pattern) if keep(p.name.lower()))
+        pattern = MODEL_ARTIFACTS[fmt][0]
+        found = model_files_of(models_dir, fmt)
         if not found:
             role = "model.format" if fmt == profile.model_format else "model.fallback"
             raise ValueError(
@@ -382,8 +396,7 @@ def build_bundle(target, out_dir, *, models_dir=None, source=None, with_wheels=F
         if any(p.name == "SHA256SUMS" for p in model_files):
             _write_model_sums(models_dir / "SHA256SUMS", root / "models")
         primary = next((p.name for p in model_files
-                        if MODEL_ARTIFACTS[profile.model_format][1](p.name.lower())
-                        and p.match(MODEL_ARTIFACTS[profile.model_format][0])), None)
+                        if is_model_file(p, profile.model_format)), None)
 
         shutil.copyfile(profile.source, root / "profile.toml")
         (root / "session.toml").write_text(session_toml(profile, primary), encoding="utf-8")
